@@ -1,0 +1,23 @@
+"""nacrith-codec: lossless compression with a small language model and a range coder.
+
+The API follows the standard library's ``lzma`` module::
+
+    import nacrith_codec
+    packed = nacrith_codec.compress(b"some text")
+    assert nacrith_codec.decompress(packed) == b"some text"
+
+Importing this package is cheap: llama.cpp and the model load on first use.
+"""
+
+from .api import NacrithCompressor, NacrithDecompressor, compress, decompress
+from .config import CodecConfig
+from .errors import (CorruptError, EnvironmentMismatchError, FormatError, ModelMismatchError,
+                     ModelNotFoundError, NacrithError, TruncatedError)
+from .file import NacrithFile, open
+
+__all__ = [
+    "CodecConfig", "CorruptError", "EnvironmentMismatchError", "FormatError", "ModelMismatchError",
+    "ModelNotFoundError", "NacrithCompressor", "NacrithDecompressor", "NacrithError", "NacrithFile",
+    "TruncatedError", "compress", "decompress", "open",
+]
+__version__ = "0.1.0"

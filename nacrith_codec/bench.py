@@ -1,0 +1,90 @@
+"""``nacrith bench``: size, bits per byte and time beside classical codecs.
+
+Every codec's output is decompressed and compared with the input, so a row
+is a verified round trip.  Times are wall-clock on this machine; compare rows
+of one run, not runs of different machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bz2
+import gzip
+import lzma
+import os
+import sys
+import time
+
+
+def _ppmd():
+    import pyppmd  # a py7zr dependency: 7-Zip's PPMd (variant H), order 6, 16 MiB
+
+    def enc(data):
+        e = pyppmd.Ppmd7Encoder(6, 16 << 20)
+        return len(data).to_bytes(8, "little") + e.encode(data) + e.flush()
+
+    def dec(blob):
+        n = int.from_bytes(blob[:8], "little")
+        return pyppmd.Ppmd7Decoder(6, 16 << 20).decode(blob[8:], n)
+    return enc, dec
+
+
+def classical():
+    enc, dec = _ppmd()
+    return {
+        "gzip -9": (lambda d: gzip.compress(d, 9, mtime=0), gzip.decompress),
+        "bzip2 -9": (lambda d: bz2.compress(d, 9), bz2.decompress),
+        "xz -9": (lambda d: lzma.compress(d, preset=9), lzma.decompress),
+        "PPMd o6": (enc, dec),
+    }
+
+
+def _nacrith(args):
+    from . import api
+
+    options = {k: v for k, v in (("model", args.model), ("threads", args.threads)) if v}
+    return (lambda d: api.compress(d, **options), lambda b: api.decompress(b, **options))
+
+
+def measure(name, codec, data, decompress=True) -> dict:
+    enc, dec = codec
+    start = time.perf_counter()
+    blob = enc(data)
+    row = {"codec": name, "size": len(blob), "bpb": 8 * len(blob) / max(len(data), 1),
+           "compress_s": time.perf_counter() - start, "decompress_s": None}
+    if decompress:
+        start = time.perf_counter()
+        if dec(blob) != data:
+            raise AssertionError(f"{name} did not round-trip")
+        row["decompress_s"] = time.perf_counter() - start
+    return row
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="nacrith bench", description=__doc__.splitlines()[0])
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--model", help="model file for nacrith")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--no-decompress", action="store_true",
+                   help="skip nacrith's decompression (halves the time; rows are not verified)")
+    p.add_argument("--only-classical", action="store_true", help="leave nacrith out")
+    args = p.parse_args(argv)
+    codecs = dict(classical())
+    if not args.only_classical:
+        codecs["nacrith"] = _nacrith(args)
+    print(f"{'file':24} {'codec':10} {'bytes':>10} {'bpb':>7} {'comp s':>9} {'decomp s':>9}")
+    for path in args.files:
+        with open(path, "rb") as f:
+            data = f.read()
+        print(f"{os.path.basename(path):24} {'original':10} {len(data):10d}")
+        for name, codec in codecs.items():
+            verify = not (args.no_decompress and name == "nacrith")
+            row = measure(name, codec, data, verify)
+            dtime = f"{row['decompress_s']:9.2f}" if row["decompress_s"] is not None else f"{'-':>9}"
+            print(f"{'':24} {name:10} {row['size']:10d} {row['bpb']:7.3f} "
+                  f"{row['compress_s']:9.2f} {dtime}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

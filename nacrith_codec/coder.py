@@ -1,0 +1,61 @@
+"""Bits: range coding of symbols with constriction's 24-bit integer models.
+
+The quantization of float probabilities into an exactly invertible integer
+model (frequencies summing to 2**24, every symbol at least 1) is done by
+constriction's ``Categorical(perfect=False)`` family, a deterministic function
+of the float64 probabilities; the range coder sees only those frequencies.
+All streams of a step are coded in one call, in stream order, followed by the
+raw bytes of the streams that escaped (uniform over 256 values).
+"""
+
+from __future__ import annotations
+
+import constriction
+import numpy as np
+
+from .errors import CorruptError
+
+_FAMILY = constriction.stream.model.Categorical(perfect=False)
+_BYTE = constriction.stream.model.Uniform(256)
+RangeEncoder = constriction.stream.queue.RangeEncoder
+RangeDecoder = constriction.stream.queue.RangeDecoder
+
+
+class SymbolEncoder:
+    def __init__(self, n_vocab: int):
+        self.n_vocab = n_vocab
+        self._coder = RangeEncoder()
+        self.model_bits = 0.0  # cross-entropy of the coded symbols under the model
+
+    def code(self, symbols: np.ndarray, probs: np.ndarray) -> np.ndarray:
+        """Encode one step's symbols (values >= n_vocab are escaped bytes)."""
+        escaped = symbols >= self.n_vocab
+        index = np.where(escaped, self.n_vocab, symbols).astype(np.int32)
+        self._coder.encode(index, _FAMILY, probs)
+        self.model_bits -= float(np.log2(probs[np.arange(len(index)), index]).sum())
+        if escaped.any():
+            self._coder.encode((symbols[escaped] - self.n_vocab).astype(np.int32), _BYTE)
+            self.model_bits += 8.0 * int(escaped.sum())
+        return symbols
+
+    def finish(self) -> bytes:
+        return self._coder.get_compressed().astype("<u4").tobytes()
+
+
+class SymbolDecoder:
+    def __init__(self, n_vocab: int, payload: bytes):
+        if len(payload) % 4:
+            raise CorruptError("corrupt stream: payload is not a whole number of coder words")
+        self.n_vocab = n_vocab
+        self._coder = RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
+
+    def code(self, symbols_unused, probs: np.ndarray) -> np.ndarray:
+        """Decode one step's symbols (the first argument mirrors the encoder)."""
+        try:
+            symbols = self._coder.decode(_FAMILY, probs).astype(np.int32)
+            escaped = symbols == self.n_vocab
+            if escaped.any():
+                symbols[escaped] += self._coder.decode(_BYTE, int(escaped.sum())).astype(np.int32)
+        except Exception as exc:  # constriction reports invalid bit strings as ValueError etc.
+            raise CorruptError(f"corrupt stream: the range decoder failed ({exc})") from exc
+        return symbols

@@ -1,0 +1,228 @@
+"""The byte layout of a nacrith stream: a header, blocks, an end record.
+
+    stream  := header block* end
+    header  := "NACR" version:u8 body_len:u16le body crc32:u32le
+    body    := flags:u8 model_sha256:32B block_size streams min_stream_tokens
+               window slide sink [content_size] name:str env:str   (varints)
+    block   := kind:u8 ...fields... crc32:u32le        (crc over the record)
+      NEURAL  raw_len n_streams count*n_streams payload_len payload digest:8B
+      STORED  raw_len raw
+      END     n_blocks total_len
+
+Every record carries a CRC-32 of its own bytes, so any damage to the stream is
+detected before decoding; neural blocks also carry a BLAKE2b-64 digest of the
+original bytes, so a decode that went wrong (another model, another llama.cpp
+build) is detected after it.  The stream is self-delimiting: bytes after the
+END record are not read.
+
+Parsing is incremental (``parse_*`` return ``None`` when they need more bytes)
+and bounded: every length is checked against the header's limits before it is
+trusted, so a hostile header cannot make the reader buffer or allocate more
+than one block's worth of bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import struct
+import zlib
+
+from .config import CodecConfig
+from .errors import CorruptError, FormatError
+
+MAGIC = b"NACR"
+VERSION = 1
+KIND_END, KIND_NEURAL, KIND_STORED = 0, 1, 2
+_FLAG_CONTENT_SIZE = 1
+_MAX_HEADER_BODY = 8192
+_MAX_TEXT = 4096
+_CONFIG_FIELDS = [f.name for f in dataclasses.fields(CodecConfig)]
+
+
+def digest(data: bytes) -> bytes:
+    """The checksum of a block's original bytes."""
+    return hashlib.blake2b(data, digest_size=8).digest()
+
+
+@dataclasses.dataclass(frozen=True)
+class Header:
+    config: CodecConfig
+    model_sha256: bytes
+    model_name: str
+    env: str  # JSON description of the writer's llama.cpp build
+    content_size: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    kind: int
+    raw_len: int
+    payload: bytes = b""
+    counts: tuple = ()  # tokens per stream (neural blocks)
+    digest: bytes = b""  # of the original bytes (neural blocks)
+
+
+@dataclasses.dataclass(frozen=True)
+class End:
+    n_blocks: int
+    total_len: int
+
+
+# -- varints (unsigned LEB128) -------------------------------------------------
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+class _Reader:
+    """Reads fields from a buffer; ``None`` from ``need`` means 'more input'."""
+
+    class More(Exception):
+        pass
+
+    def __init__(self, buf, pos: int = 0):
+        self.buf, self.pos = buf, pos
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.buf):
+            raise self.More
+        out = bytes(self.buf[self.pos:self.pos + n])
+        self.pos += n
+        return out
+
+    def varint(self, limit: int, what: str) -> int:
+        value = shift = 0
+        for _ in range(10):
+            byte = self.take(1)[0]
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                if value > limit:
+                    raise CorruptError(f"corrupt stream: {what} {value} exceeds its limit {limit}")
+                return value
+        raise CorruptError(f"corrupt stream: overlong varint for {what}")
+
+    def text(self, what: str) -> str:
+        raw = self.take(self.varint(_MAX_TEXT, what))
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CorruptError(f"corrupt stream: {what} is not UTF-8") from None
+
+
+def _check_crc(buf, start: int, reader: _Reader, what: str):
+    expected = zlib.crc32(buf[start:reader.pos])
+    (stored,) = struct.unpack("<I", reader.take(4))
+    if stored != expected:
+        raise CorruptError(f"corrupt stream: {what} checksum mismatch at offset {start}")
+
+
+# -- header --------------------------------------------------------------------
+
+def pack_header(h: Header) -> bytes:
+    body = bytearray([_FLAG_CONTENT_SIZE if h.content_size is not None else 0])
+    body += h.model_sha256
+    for name in _CONFIG_FIELDS:
+        body += _varint(getattr(h.config, name))
+    if h.content_size is not None:
+        body += _varint(h.content_size)
+    for text in (h.model_name, h.env):
+        raw = text.encode("utf-8")[:_MAX_TEXT]
+        body += _varint(len(raw)) + raw
+    head = bytes([VERSION]) + struct.pack("<H", len(body)) + body
+    return MAGIC + head + struct.pack("<I", zlib.crc32(head))
+
+
+def parse_header(buf) -> tuple[Header, int] | None:
+    """Parse the header at the start of ``buf``: (header, end offset) or None."""
+    if bytes(buf[:len(MAGIC)]) != MAGIC[:len(buf)]:
+        raise FormatError("not a nacrith stream (bad magic bytes)")
+    if len(buf) >= len(MAGIC) + 1 and buf[len(MAGIC)] != VERSION:
+        raise FormatError(
+            f"unsupported nacrith format version {buf[len(MAGIC)]} (this build reads "
+            f"version {VERSION}); upgrade nacrith-codec to read it")
+    r = _Reader(buf, len(MAGIC) + 1)
+    try:
+        (body_len,) = struct.unpack("<H", r.take(2))
+        if body_len > _MAX_HEADER_BODY:
+            raise CorruptError(f"corrupt stream: header length {body_len} is too large")
+        r.take(body_len)  # the whole body is here before it is parsed
+        _check_crc(buf, len(MAGIC), r, "header")
+    except _Reader.More:
+        return None
+    end = r.pos
+    r.pos = len(MAGIC) + 3
+    try:
+        flags = r.take(1)[0]
+        if flags & ~_FLAG_CONTENT_SIZE:
+            raise FormatError(f"unsupported header flags {flags:#x}; upgrade nacrith-codec")
+        sha = r.take(32)
+        values = {name: r.varint(1 << 32, name) for name in _CONFIG_FIELDS}
+        config = CodecConfig.__new__(CodecConfig)
+        for name, value in values.items():
+            object.__setattr__(config, name, value)
+        config.validate(CorruptError)
+        size = r.varint(1 << 62, "content size") if flags & _FLAG_CONTENT_SIZE else None
+        name, env = r.text("model name"), r.text("environment")
+    except _Reader.More:
+        raise CorruptError("corrupt stream: header fields overrun the header") from None
+    return Header(config, sha, name, env, size), end
+
+
+# -- blocks --------------------------------------------------------------------
+
+def _record(body: bytes) -> bytes:
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def pack_neural(raw_len: int, counts, payload: bytes, raw_digest: bytes) -> bytes:
+    body = bytearray([KIND_NEURAL]) + _varint(raw_len) + _varint(len(counts))
+    for count in counts:
+        body += _varint(count)
+    body += _varint(len(payload)) + payload + raw_digest
+    return _record(bytes(body))
+
+
+def pack_stored(raw: bytes) -> bytes:
+    return _record(bytes([KIND_STORED]) + _varint(len(raw)) + raw)
+
+
+def pack_end(n_blocks: int, total_len: int) -> bytes:
+    return _record(bytes([KIND_END]) + _varint(n_blocks) + _varint(total_len))
+
+
+def parse_record(buf, pos: int, header: Header) -> tuple[Block | End, int] | None:
+    """Parse the record at ``buf[pos:]``: (record, end offset) or None for 'more'.
+
+    Lengths are bounded by the header's block size before any payload is
+    awaited, so at most one record's worth of input is ever buffered.
+    """
+    limit = header.config.block_size
+    r = _Reader(buf, pos)
+    try:
+        kind = r.take(1)[0]
+        if kind == KIND_END:
+            record = End(r.varint(1 << 62, "block count"), r.varint(1 << 62, "total length"))
+        elif kind == KIND_STORED:
+            raw_len = r.varint(limit, "block length")
+            record = Block(kind, raw_len, r.take(raw_len))
+        elif kind == KIND_NEURAL:
+            raw_len = r.varint(limit, "block length")
+            n_streams = r.varint(header.config.streams, "stream count")
+            counts = tuple(r.varint(raw_len, "stream length") for _ in range(n_streams))
+            if sum(counts) > raw_len or not all(counts):
+                raise CorruptError("corrupt stream: stream lengths do not fit the block")
+            payload = r.take(r.varint(raw_len, "payload length"))
+            record = Block(kind, raw_len, payload, counts, r.take(8))
+        else:
+            raise CorruptError(f"corrupt stream: unknown record kind {kind} at offset {pos}")
+        _check_crc(buf, pos, r, "block")
+    except _Reader.More:
+        return None
+    return record, r.pos

@@ -1,0 +1,55 @@
+"""The loaded model of a process, shared by every compressor and decompressor.
+
+Loading is lazy (the first block coded loads it) and happens once per model
+file per process.  llama.cpp contexts are not thread-safe, so each coder
+borrows one from a pool for the duration of a block and gives it back; threads
+coding at the same time get contexts of their own over the one shared model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+
+from . import llm
+from .model_file import fingerprint
+from .tokens import Tokenizer
+
+_lock = threading.Lock()
+_engines: dict[str, "Engine"] = {}
+
+
+class Engine:
+    def __init__(self, path: str):
+        self.path = path
+        self.name = os.path.basename(path)
+        self.sha256 = fingerprint(path)
+        self.model = llm.Model(path)
+        self.tokenizer = Tokenizer(self.model)
+        self.env = json.dumps(llm.environment(), sort_keys=True)
+        self._idle: dict[tuple, list] = {}
+        self._pool_lock = threading.Lock()
+
+    @classmethod
+    def get(cls, path) -> "Engine":
+        key = str(path)
+        with _lock:
+            if key not in _engines:
+                _engines[key] = cls(key)
+            return _engines[key]
+
+    @contextlib.contextmanager
+    def context(self, config, threads: int | None = None):
+        key = (config.streams, config.window, config.slide, config.sink, threads)
+        with self._pool_lock:
+            idle = self._idle.setdefault(key, [])
+            ctx = idle.pop() if idle else None
+        if ctx is None:
+            ctx = llm.Context(self.model, *key)
+        try:
+            yield ctx
+        finally:
+            with self._pool_lock:
+                self._idle[key].append(ctx)

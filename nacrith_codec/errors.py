@@ -1,0 +1,38 @@
+"""The exceptions nacrith-codec raises.
+
+Every failure to decode is one of these, never wrong bytes: callers can catch
+``NacrithError`` for all of them or a subclass for one cause.
+"""
+
+
+class NacrithError(Exception):
+    """Base class of every error raised by nacrith-codec."""
+
+
+class FormatError(NacrithError):
+    """The data is not a nacrith stream, or one of an unsupported version."""
+
+
+class CorruptError(NacrithError):
+    """The stream is damaged: a checksum or a structural check failed."""
+
+
+class TruncatedError(CorruptError, EOFError):
+    """The stream ends before its end marker (an ``EOFError`` as in lzma/bz2)."""
+
+
+class ModelMismatchError(NacrithError):
+    """The stream was made with another model than the one given to decode it."""
+
+
+class ModelNotFoundError(NacrithError):
+    """No model file could be found or loaded."""
+
+
+class EnvironmentMismatchError(CorruptError):
+    """Decoding failed, and the stream was written by a different llama.cpp build.
+
+    Neural decoding reproduces the encoder's predictions only with the same
+    model, the same llama.cpp build and the same backend; the message names
+    what differs between the writer's environment and this one.
+    """

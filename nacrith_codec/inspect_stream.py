@@ -1,0 +1,32 @@
+"""Reading a stream's structure without decoding it (for ``nacrith info``)."""
+
+from __future__ import annotations
+
+from . import container
+from .errors import TruncatedError
+
+
+def describe(data: bytes) -> dict:
+    """Header fields and block statistics of the first stream in ``data``."""
+    parsed = container.parse_header(data)
+    if parsed is None:
+        raise TruncatedError("the stream ends inside its header")
+    header, pos = parsed
+    kinds = {container.KIND_NEURAL: 0, container.KIND_STORED: 0}
+    tokens = 0
+    while True:
+        parsed = container.parse_record(data, pos, header)
+        if parsed is None:
+            raise TruncatedError(f"the stream ends inside a block at offset {pos}")
+        record, pos = parsed
+        if isinstance(record, container.End):
+            break
+        kinds[record.kind] += 1
+        tokens += sum(record.counts)
+    return {"format_version": container.VERSION, "model": header.model_name,
+            "model_sha256": header.model_sha256.hex(), "config": header.config.as_dict(),
+            "environment": header.env, "original_size": record.total_len,
+            "compressed_size": pos, "neural_blocks": kinds[container.KIND_NEURAL],
+            "stored_blocks": kinds[container.KIND_STORED], "tokens": tokens,
+            "bpb": 8 * pos / record.total_len if record.total_len else None,
+            "trailing_bytes": len(data) - pos}

@@ -1,0 +1,160 @@
+"""Predictions from llama.cpp: a loaded GGUF model and batched contexts.
+
+``Model`` owns the weights and the vocabulary; ``Context`` decodes B token
+streams in lockstep, one ``llama_batch`` per step holding one token of each
+live stream (sequence id = stream index), with a KV-cache sliding window per
+stream.  The compressor and the decompressor drive a Context through exactly
+the same schedule of ``llama_decode`` calls: llama.cpp's logits may depend on
+how tokens are batched, so the schedule is part of the format.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import weakref
+
+import numpy as np
+
+from .errors import ModelNotFoundError, NacrithError
+
+_init_lock = threading.Lock()
+_initialized = False
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+def _quiet_log(level, text, user_data):  # llama.cpp logs every tensor it loads
+    pass
+
+
+def _llama():
+    """Import llama_cpp on first use, so that ``import nacrith_codec`` stays cheap."""
+    global _initialized
+    import llama_cpp
+
+    with _init_lock:
+        if not _initialized:
+            llama_cpp.llama_log_set(_quiet_log, None)
+            llama_cpp.llama_backend_init()
+            _initialized = True
+    return llama_cpp
+
+
+def environment() -> dict:
+    """What llama.cpp's predictions depend on beyond the model file."""
+    L = _llama()
+    info = L.llama_print_system_info().decode("utf-8", "replace")
+    features = [item.split("=")[0].split(":")[-1].strip() for item in info.split("|")
+                if item.strip().endswith("= 1")]
+    return {"llama_cpp_python": L.__version__, "cpu": ",".join(features)}
+
+
+class Model:
+    """A GGUF model loaded once per process and shared by every context."""
+
+    def __init__(self, path: str, n_gpu_layers: int = 0):
+        L = _llama()
+        params = L.llama_model_default_params()
+        params.n_gpu_layers = n_gpu_layers
+        self.path = str(path)
+        self.ptr = L.llama_model_load_from_file(self.path.encode(), params)
+        if not self.ptr:
+            raise ModelNotFoundError(f"llama.cpp could not load the model file {self.path}")
+        weakref.finalize(self, L.llama_model_free, self.ptr)
+        self.vocab = L.llama_model_get_vocab(self.ptr)
+        self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
+        bos = L.llama_vocab_bos(self.vocab)
+        self.bos = bos if bos >= 0 else 0
+        self.pieces = self._pieces()
+
+    def _pieces(self) -> list[bytes]:
+        """Bytes of every token as the decoder will emit them (special tokens: b"")."""
+        L, buf = _llama(), ctypes.create_string_buffer(1024)
+        pieces = []
+        for token in range(self.n_vocab):
+            n = L.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+            if n < 0:
+                raise NacrithError(f"token {token} of {self.path} has a piece over 1 KiB")
+            pieces.append(buf.raw[:n])
+        return pieces
+
+    def tokenize(self, text: bytes) -> np.ndarray:
+        """llama.cpp's tokenization of UTF-8 text, no BOS, special tokens as text."""
+        L = _llama()
+        cap = len(text) + 8
+        out = (L.llama_token * cap)()
+        n = L.llama_tokenize(self.vocab, text, len(text), out, cap, False, False)
+        if n < 0:
+            raise NacrithError("llama.cpp tokenization overflowed its buffer")
+        return np.ctypeslib.as_array(out)[:n].astype(np.int32)
+
+
+class Context:
+    """B streams decoded in lockstep with a sliding window of ``window`` tokens.
+
+    Invariant: at every step all live streams hold the same number of cached
+    tokens (they start together), so they all slide at the same step.  A slide
+    drops ``slide`` tokens after the first ``sink`` ones and shifts the rest
+    down; nothing is ever re-evaluated.
+    """
+
+    def __init__(self, model: Model, streams: int, window: int, slide: int, sink: int,
+                 threads: int | None = None):
+        L = _llama()
+        self.model, self.streams = model, streams
+        self.window, self.slide, self.sink = window, slide, sink
+        params = L.llama_context_default_params()
+        params.n_ctx = streams * window
+        params.n_batch = params.n_ubatch = max(streams, 8)
+        params.n_seq_max = streams
+        # Both change speed and logits: pinned, never left to llama.cpp's "auto".
+        params.kv_unified = False  # each stream attends over its own cells only (2-3x faster)
+        params.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        params.no_perf = True
+        if threads:
+            params.n_threads = params.n_threads_batch = threads
+        self.ptr = L.llama_init_from_model(model.ptr, params)
+        if not self.ptr:
+            raise NacrithError(f"llama.cpp could not create a context for {streams} x {window} tokens")
+        weakref.finalize(self, L.llama_free, self.ptr)
+        self.memory = L.llama_get_memory(self.ptr)
+        self.batch = L.llama_batch_init(streams, 0, 1)
+        weakref.finalize(self, L.llama_batch_free, self.batch)
+        b = self.batch
+        for i in range(streams):
+            b.seq_id[i][0] = i
+            b.n_seq_id[i] = 1
+            b.logits[i] = 1
+        self._token = np.ctypeslib.as_array(b.token, (streams,))
+        self._pos = np.ctypeslib.as_array(b.pos, (streams,))
+        self.cached = 0
+
+    def reset(self):
+        _llama().llama_memory_clear(self.memory, True)
+        self.cached = 0
+
+    def _slide(self, live: int):
+        L, lo, hi = _llama(), self.sink, self.sink + self.slide
+        for seq in range(live):
+            L.llama_memory_seq_rm(self.memory, seq, lo, hi)
+            L.llama_memory_seq_add(self.memory, seq, hi, -1, -self.slide)
+        self.cached -= self.slide
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        """Feed tokens[i] to stream i for the first len(tokens) streams.
+
+        Returns their next-token logits, shape (len(tokens), n_vocab): a view
+        into llama.cpp's buffer, valid until the next step.
+        """
+        L, live = _llama(), len(tokens)
+        if self.cached == self.window:
+            self._slide(live)
+        self.batch.n_tokens = live
+        self._token[:live] = tokens
+        self._pos[:live] = self.cached
+        rc = L.llama_decode(self.ptr, self.batch)
+        if rc != 0:
+            raise NacrithError(f"llama_decode failed with code {rc}")
+        self.cached += 1
+        ptr = L.llama_get_logits(self.ptr)
+        return np.ctypeslib.as_array(ptr, (live, self.model.n_vocab))

