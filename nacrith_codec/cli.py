@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("-z", "--compress", dest="decompress", action="store_false",
                       help="compress (the default)")
     mode.add_argument("-d", "--decompress", action="store_true", help="decompress")
+    p.set_defaults(decompress=False)
     p.add_argument("-c", "--stdout", action="store_true", help="write to standard output")
     p.add_argument("-o", "--output", metavar="OUT", help="write to OUT (one input only)")
     p.add_argument("-k", "--keep", action="store_true", help="keep input files (the default)")
