@@ -12,6 +12,7 @@ import bz2
 import gzip
 import lzma
 import os
+import resource
 import sys
 import time
 
@@ -39,11 +40,45 @@ def classical():
     }
 
 
-def _nacrith(args):
-    from . import api
+class _Nacrith:
+    """nacrith as a bench codec, keeping the coder statistics of the last run."""
 
-    options = {k: v for k, v in (("model", args.model), ("threads", args.threads)) if v}
-    return (lambda d: api.compress(d, **options), lambda b: api.decompress(b, **options))
+    def __init__(self, args):
+        self.options = {k: v for k, v in (("model", args.model), ("threads", args.threads)) if v}
+        self.stats = {}
+
+    def __iter__(self):  # (compress, decompress), like the classical entries
+        return iter((self.compress, self.decompress))
+
+    def compress(self, data):
+        from .api import NacrithCompressor
+        c = NacrithCompressor(content_size=len(data), **self.options)
+        out = c.compress(data) + c.flush()
+        self.stats = {"compress": c.stats}
+        return out
+
+    def decompress(self, blob):
+        from .api import NacrithDecompressor
+        d = NacrithDecompressor(**self.options)
+        out = d.decompress(blob)
+        if not d.eof:
+            raise AssertionError("nacrith stream did not end")
+        self.stats["decompress"] = d.stats
+        return out
+
+    def report(self) -> str:
+        c, d = self.stats.get("compress", {}), self.stats.get("decompress", {})
+        parts = [f"{c.get('tokens', 0)} tokens"]
+        for name, s in (("compress", c), ("decompress", d)):
+            if s.get("seconds"):
+                parts.append(f"{name} {s['tokens'] / s['seconds']:.1f} tokens/s")
+        if c.get("model_bits"):
+            overhead = 100 * (c["coded_bits"] - c["model_bits"]) / c["model_bits"]
+            parts.append(f"coding overhead {overhead:.3f}% over the model's "
+                         f"{c['model_bits'] / 8:,.0f} bytes of cross-entropy")
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        parts.append(f"peak RSS {peak} MiB")
+        return ", ".join(parts)
 
 
 def measure(name, codec, data, decompress=True) -> dict:
@@ -71,7 +106,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     codecs = dict(classical())
     if not args.only_classical:
-        codecs["nacrith"] = _nacrith(args)
+        codecs["nacrith"] = _Nacrith(args)
     print(f"{'file':24} {'codec':10} {'bytes':>10} {'bpb':>7} {'comp s':>9} {'decomp s':>9}")
     for path in args.files:
         with open(path, "rb") as f:
@@ -83,6 +118,8 @@ def main(argv=None) -> int:
             dtime = f"{row['decompress_s']:9.2f}" if row["decompress_s"] is not None else f"{'-':>9}"
             print(f"{'':24} {name:10} {row['size']:10d} {row['bpb']:7.3f} "
                   f"{row['compress_s']:9.2f} {dtime}", flush=True)
+            if isinstance(codec, _Nacrith):
+                print(f"{'':24}   ({codec.report()})", flush=True)
     return 0
 
 

@@ -145,7 +145,7 @@ def _code_file(args, src: str, dst: str | None):
     rate = stats.get("tokens", 0) / seconds if seconds else 0.0
     name = "stdin" if stdin else src
     target = "stdout" if dst is None else dst
-    return (f"{name}: {original} -> {packed} bytes, {bpb:.3f} bits/byte, "
+    return (f"{name}: {n_in} -> {n_out} bytes, {bpb:.3f} bits/byte, "
             f"{stats.get('tokens', 0)} tokens at {rate:.1f} tokens/s, {seconds:.1f} s -> {target}")
 
 
