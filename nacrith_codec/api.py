@@ -48,7 +48,8 @@ class NacrithCompressor(_Coding):
     def __init__(self, model=None, *, config: CodecConfig | None = None, threads=None,
                  progress=None, content_size: int | None = None, **options):
         super().__init__(model, threads, progress)
-        self.config = (config or CodecConfig()).replace(**options) if options else (config or CodecConfig())
+        base = config or CodecConfig()
+        self.config = base.replace(**options) if options else base
         self._content_size = content_size
         self._buffer = bytearray()
         self._n_blocks = self._total = 0
@@ -126,7 +127,10 @@ class NacrithDecompressor(_Coding):
         data = self._coder.decode(block)
         if container.digest(data) != block.digest:
             ours = json.loads(self.engine.env)
-            theirs = json.loads(self.header.env) if self.header.env.startswith("{") else {}
+            try:
+                theirs = dict(json.loads(self.header.env))
+            except (ValueError, TypeError):
+                theirs = {"environment": self.header.env}
             differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
             if differ:
                 raise EnvironmentMismatchError(
