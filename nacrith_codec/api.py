@@ -52,7 +52,8 @@ class NacrithCompressor(_Coding):
         self.config = base.replace(**options) if options else base
         self._content_size = content_size
         self._buffer = bytearray()
-        self._n_blocks = self._total = 0
+        self._index = []  # (raw_len, record_len) of each block written
+        self._total = 0
         self._flushed = False
 
     def _start(self) -> bytes:
@@ -64,9 +65,10 @@ class NacrithCompressor(_Coding):
             self.config, bytes.fromhex(e.sha256), e.name, e.env, self._content_size))
 
     def _block(self, data: bytes) -> bytes:
-        self._n_blocks += 1
+        record = self._coder.encode(data)
+        self._index.append((len(data), len(record)))
         self._total += len(data)
-        return self._coder.encode(data)
+        return record
 
     def compress(self, data) -> bytes:
         if self._flushed:
@@ -90,7 +92,7 @@ class NacrithCompressor(_Coding):
         if self._content_size is not None and self._content_size != self._total:
             raise ValueError(f"content_size was given as {self._content_size} but "
                              f"{self._total} bytes were compressed")
-        out.append(container.pack_end(self._n_blocks, self._total))
+        out.append(container.pack_end(self._total, self._index))
         return b"".join(out)
 
 
@@ -108,7 +110,8 @@ class NacrithDecompressor(_Coding):
         self.header: container.Header | None = None
         self._input = bytearray()
         self._pending = b""
-        self._n_blocks = self._total = 0
+        self._index = []  # (raw_len, record_len) of each block read
+        self._total = 0
         self.eof = False
         self.needs_input = True
         self.unused_data = b""
@@ -122,10 +125,8 @@ class NacrithDecompressor(_Coding):
                 "as model=..., --model or NACRITH_MODEL")
 
     def _decode_block(self, block: container.Block) -> bytes:
-        if block.kind == container.KIND_STORED:
-            return block.payload
         data = self._coder.decode(block)
-        if container.digest(data) != block.digest:
+        if block.kind == container.KIND_NEURAL and container.digest(data) != block.digest:
             ours = json.loads(self.engine.env)
             try:
                 theirs = dict(json.loads(self.header.env))
@@ -151,14 +152,14 @@ class NacrithDecompressor(_Coding):
             self._check_model(self.header)
             self._coder = BlockCoder(self.engine, self.header.config, self._threads, self._progress)
             return True
-        parsed = container.parse_record(self._input, 0, self.header)
+        parsed = container.parse_record(self._input, 0, self.header, len(self._index))
         if parsed is None:
             return False
         record, end = parsed
         del self._input[:end]
         if isinstance(record, container.End):
-            if (record.n_blocks, record.total_len) != (self._n_blocks, self._total):
-                raise CorruptError("corrupt stream: blocks are missing or repeated")
+            if (record.index, record.total_len) != (tuple(self._index), self._total):
+                raise CorruptError("corrupt stream: blocks are missing, repeated or misindexed")
             size = self.header.content_size
             if size is not None and size != self._total:
                 raise CorruptError("corrupt stream: content size does not match the data")
@@ -166,7 +167,7 @@ class NacrithDecompressor(_Coding):
             self.unused_data = bytes(self._input)
             self._input.clear()
             return True
-        self._n_blocks += 1
+        self._index.append((record.raw_len, end))
         self._total += record.raw_len
         self._pending = self._decode_block(record)
         return True

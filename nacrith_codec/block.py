@@ -20,6 +20,8 @@ from .coder import SymbolDecoder, SymbolEncoder
 from .errors import CorruptError
 from .predict import Predictor
 
+_CHECK_EVERY = 64  # steps between the encoder's checks that neural coding still pays
+
 
 class BlockCoder:
     def __init__(self, engine, config, threads=None, progress=None):
@@ -39,8 +41,10 @@ class BlockCoder:
         base, extra = divmod(n, streams)
         return [base + 1] * extra + [base] * (streams - extra)
 
-    def _run(self, counts, grid, coder):
+    def _run(self, counts, grid, coder, give_up=None):
+        """The lockstep schedule; ``give_up(bytes_done)`` may stop an encoder early."""
         start = time.perf_counter()
+        self._done = done = 0
         lengths = np.array(counts)
         inputs = np.full(len(counts), self.engine.model.bos, dtype=np.int32)
         llm_input = self.tokenizer.llm_input
@@ -52,15 +56,32 @@ class BlockCoder:
                 symbols = coder.code(grid[:live, t], probs)
                 grid[:live, t] = symbols
                 inputs[:live] = llm_input[symbols]
+                step_bytes = int(self._piece_len[symbols].sum())
+                done += step_bytes
+                self._done = done
                 if self.progress:
-                    self.progress(int(self._piece_len[symbols].sum()))
+                    self.progress(step_bytes)
+                if give_up is not None and t % _CHECK_EVERY == _CHECK_EVERY - 1 and give_up(done):
+                    return False
         self.stats["tokens"] += int(lengths.sum())
         self.stats["forward_passes"] += int(lengths.sum())
         self.stats["seconds"] += time.perf_counter() - start
+        return True
 
     def encode(self, data: bytes) -> bytes:
-        """The record of one block: neural, or stored when that is smaller."""
-        symbols = self.tokenizer.tokenize(data)
+        """The record of one block: neural, or stored when that is smaller.
+
+        Only the encoder decides this, so the rules may change without a new
+        format: a block whose bytes are mostly outside text runs (invalid
+        UTF-8, bytes the vocabulary lacks, see segments.py) is stored without
+        running the model, and neural coding stops as soon as it has spent more bits than
+        the raw bytes it has covered.
+        """
+        self._done = 0
+        segments = self.tokenizer.segments(data)
+        if 2 * sum(len(run) for is_text, run in segments if not is_text) > len(data):
+            return self._stored(data)
+        symbols = self.tokenizer.tokenize(data, segments)
         counts = self.split(len(symbols))
         grid = np.zeros((len(counts), counts[0] if counts else 0), dtype=np.int32)
         offset = 0
@@ -68,16 +89,26 @@ class BlockCoder:
             grid[i, :count] = symbols[offset:offset + count]
             offset += count
         coder = SymbolEncoder(self.tokenizer.n_vocab)
-        self._run(counts, grid, coder)
+        if not self._run(counts, grid, coder, give_up=lambda done: coder.bits() >= 8 * done):
+            return self._stored(data)
         payload = coder.finish()
+        if len(payload) >= len(data):
+            return self._stored(data)
         self.stats["model_bits"] += coder.model_bits
         self.stats["coded_bits"] += 8 * len(payload)
-        if len(payload) >= len(data):
-            return container.pack_stored(data)
         return container.pack_neural(len(data), counts, payload, container.digest(data))
 
+    def _stored(self, data: bytes) -> bytes:
+        if self.progress:
+            self.progress(len(data) - self._done)  # what the model did not cover
+        return container.pack_stored(data)
+
     def decode(self, block: container.Block) -> bytes:
-        """Decode a neural block record; its digest is checked by the caller."""
+        """Decode a block record; a neural block's digest is checked by the caller."""
+        if block.kind == container.KIND_STORED:
+            if self.progress:
+                self.progress(block.raw_len)
+            return block.payload
         counts = list(block.counts)
         if counts != sorted(counts, reverse=True):
             raise CorruptError("corrupt stream: stream lengths are not in schedule order")

@@ -38,6 +38,10 @@ class SymbolEncoder:
             self.model_bits += 8.0 * int(escaped.sum())
         return symbols
 
+    def bits(self) -> int:
+        """Bits written so far."""
+        return self._coder.num_bits()
+
     def finish(self) -> bytes:
         return self._coder.get_compressed().astype("<u4").tobytes()
 

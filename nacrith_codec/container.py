@@ -7,7 +7,12 @@
     block   := kind:u8 ...fields... crc32:u32le        (crc over the record)
       NEURAL  raw_len n_streams count*n_streams payload_len payload digest:8B
       STORED  raw_len raw
-      END     n_blocks total_len
+      END     n_blocks total_len (raw_len record_len)*n_blocks
+    footer  := end_record_len:u32le "NACE"
+
+The END record indexes every block, and the fixed footer lets a reader find
+it from the end of the file: the logical size and the offset of any block are
+known from two small reads (random access, listings of compressed objects).
 
 Every record carries a CRC-32 of its own bytes, so any damage to the stream is
 detected before decoding; neural blocks also carry a BLAKE2b-64 digest of the
@@ -32,6 +37,8 @@ from .config import CodecConfig
 from .errors import CorruptError, FormatError
 
 MAGIC = b"NACR"
+FOOTER_MAGIC = b"NACE"
+FOOTER_SIZE = 8
 VERSION = 1
 KIND_END, KIND_NEURAL, KIND_STORED = 0, 1, 2
 _FLAG_CONTENT_SIZE = 1
@@ -65,8 +72,12 @@ class Block:
 
 @dataclasses.dataclass(frozen=True)
 class End:
-    n_blocks: int
     total_len: int
+    index: tuple = ()  # (raw_len, record_len) of every block, in order
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.index)
 
 
 # -- varints (unsigned LEB128) -------------------------------------------------
@@ -193,22 +204,32 @@ def pack_stored(raw: bytes) -> bytes:
     return _record(bytes([KIND_STORED]) + _varint(len(raw)) + raw)
 
 
-def pack_end(n_blocks: int, total_len: int) -> bytes:
-    return _record(bytes([KIND_END]) + _varint(n_blocks) + _varint(total_len))
+def pack_end(total_len: int, index) -> bytes:
+    """The END record and footer; ``index`` lists (raw_len, record_len) per block."""
+    body = bytearray([KIND_END]) + _varint(len(index)) + _varint(total_len)
+    for raw_len, record_len in index:
+        body += _varint(raw_len) + _varint(record_len)
+    record = _record(bytes(body))
+    return record + struct.pack("<I", len(record)) + FOOTER_MAGIC
 
 
-def parse_record(buf, pos: int, header: Header) -> tuple[Block | End, int] | None:
+def parse_record(buf, pos: int, header: Header, max_blocks: int) -> tuple[Block | End, int] | None:
     """Parse the record at ``buf[pos:]``: (record, end offset) or None for 'more'.
 
-    Lengths are bounded by the header's block size before any payload is
-    awaited, so at most one record's worth of input is ever buffered.
+    Lengths are bounded by the header's block size, and the END record's
+    index by ``max_blocks`` (the blocks a reader has seen), before anything
+    is awaited, so at most one record's worth of input is ever buffered.
     """
     limit = header.config.block_size
     r = _Reader(buf, pos)
     try:
         kind = r.take(1)[0]
         if kind == KIND_END:
-            record = End(r.varint(1 << 62, "block count"), r.varint(1 << 62, "total length"))
+            n_blocks = r.varint(max_blocks, "block count")
+            total = r.varint(1 << 62, "total length")
+            index = tuple((r.varint(limit, "block length"), r.varint(1 << 32, "record length"))
+                          for _ in range(n_blocks))
+            record = End(total, index)
         elif kind == KIND_STORED:
             raw_len = r.varint(limit, "block length")
             record = Block(kind, raw_len, r.take(raw_len))
@@ -223,6 +244,24 @@ def parse_record(buf, pos: int, header: Header) -> tuple[Block | End, int] | Non
         else:
             raise CorruptError(f"corrupt stream: unknown record kind {kind} at offset {pos}")
         _check_crc(buf, pos, r, "block")
+        if kind == KIND_END:
+            length, magic = struct.unpack("<I4s", r.take(FOOTER_SIZE))
+            if magic != FOOTER_MAGIC or length != r.pos - FOOTER_SIZE - pos:
+                raise CorruptError(f"corrupt stream: bad footer after the end record at {pos}")
     except _Reader.More:
         return None
     return record, r.pos
+
+
+def parse_tail(tail: bytes, header: Header, max_blocks: int) -> End:
+    """The END record of a stream from the bytes at its end (footer included)."""
+    if len(tail) < FOOTER_SIZE:
+        raise CorruptError("corrupt stream: too short for a footer")
+    length, magic = struct.unpack("<I4s", tail[-FOOTER_SIZE:])
+    if magic != FOOTER_MAGIC or length + FOOTER_SIZE > len(tail):
+        raise CorruptError("corrupt stream: no nacrith footer at the end of the data")
+    start = len(tail) - FOOTER_SIZE - length
+    parsed = parse_record(tail, start, header, max_blocks)
+    if parsed is None or not isinstance(parsed[0], End) or parsed[1] != len(tail):
+        raise CorruptError("corrupt stream: the footer does not point at an end record")
+    return parsed[0]

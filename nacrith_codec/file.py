@@ -9,8 +9,21 @@ import os
 
 from .api import NacrithCompressor, NacrithDecompressor
 from .errors import NacrithError, TruncatedError
+from .random_access import RandomAccessReader, read_index
 
 _READ, _WRITE = "r", "w"
+
+
+def _seekable_index(fp):
+    """The block index of a seekable single-stream file, else None (read sequentially)."""
+    try:
+        if not fp.seekable():
+            return None
+        index = read_index(fp)
+        fp.seek(0)
+        return index
+    except (OSError, io.UnsupportedOperation):
+        return None
 
 
 class _Reader(_compression.DecompressReader):
@@ -28,14 +41,15 @@ class _Reader(_compression.DecompressReader):
 class NacrithFile(_compression.BaseStream):
     """A file object that compresses on write and decompresses on read.
 
-    ``filename`` is a path or a binary file object; ``mode`` is "r", "w", "x"
-    or "a" (with an optional "b").  Writing buffers at most one block; reading
+    ``filename`` is a path or a binary file object (closed with this file when
+    ``close_fileobj`` is true); ``mode`` is "r", "w", "x" or "a" (with an
+    optional "b").  Writing buffers at most one block; reading
     decodes one block at a time (concatenated streams are read in sequence).
     Keyword options go to NacrithCompressor / NacrithDecompressor.
     """
 
-    def __init__(self, filename, mode="r", **options):
-        self._fp, self._closefp, self._mode = None, False, None
+    def __init__(self, filename, mode="r", *, close_fileobj=False, **options):
+        self._fp, self._closefp, self._mode = None, close_fileobj, None
         mode = mode.replace("b", "")
         if mode not in ("r", "w", "x", "a"):
             raise ValueError(f"invalid mode: {mode!r}")
@@ -48,7 +62,9 @@ class NacrithFile(_compression.BaseStream):
             raise TypeError("filename must be a str, bytes, os.PathLike or file object")
         if mode == "r":
             self._mode = _READ
-            raw = _Reader(self._fp, NacrithDecompressor, **options)
+            index = _seekable_index(self._fp)
+            raw = (RandomAccessReader(self._fp, index, **options) if index
+                   else _Reader(self._fp, NacrithDecompressor, **options))
             self._buffer = io.BufferedReader(raw)
         else:
             self._mode = _WRITE

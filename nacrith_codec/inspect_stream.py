@@ -15,7 +15,7 @@ def describe(data: bytes) -> dict:
     kinds = {container.KIND_NEURAL: 0, container.KIND_STORED: 0}
     tokens = 0
     while True:
-        parsed = container.parse_record(data, pos, header)
+        parsed = container.parse_record(data, pos, header, sum(kinds.values()))
         if parsed is None:
             raise TruncatedError(f"the stream ends inside a block at offset {pos}")
         record, pos = parsed

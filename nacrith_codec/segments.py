@@ -26,3 +26,24 @@ def text_runs(data: bytes, forbidden: str) -> Iterator[tuple[bool, bytes]]:
     for i, part in enumerate(pattern.split(text)):
         if part:
             yield i % 2 == 0, part.encode("utf-8", errors="surrogateescape")
+
+
+def segment(data: bytes, forbidden: str, min_text: int = 8) -> list[tuple[bool, bytes]]:
+    """``text_runs`` with text runs shorter than ``min_text`` next to raw bytes made raw.
+
+    In binary data most "text" is a few printable bytes between invalid ones;
+    tokenizing each of them costs a llama.cpp call and gains nothing.  Adjacent
+    raw runs are joined.  This is the encoder's choice only: any segmentation
+    decodes, since the decoder just concatenates the pieces of the symbols.
+    """
+    runs = list(text_runs(data, forbidden))
+    out: list[tuple[bool, bytes]] = []
+    for i, (is_text, run) in enumerate(runs):
+        next_to_raw = (i > 0 and not runs[i - 1][0]) or (i + 1 < len(runs) and not runs[i + 1][0])
+        if is_text and len(run) < min_text and next_to_raw:
+            is_text = False
+        if out and not is_text and not out[-1][0]:
+            out[-1] = (False, out[-1][1] + run)
+        else:
+            out.append((is_text, run))
+    return out

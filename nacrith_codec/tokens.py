@@ -15,7 +15,7 @@ import re
 import numpy as np
 
 from .errors import NacrithError
-from .segments import text_runs
+from .segments import segment
 
 
 def _utf8_lead_ranges(lead: int) -> tuple[int, int] | None:
@@ -56,9 +56,13 @@ class Tokenizer:
     def _raw(self, run: bytes) -> np.ndarray:
         return self._byte_symbol[np.frombuffer(run, dtype=np.uint8)]
 
-    def tokenize(self, data: bytes) -> np.ndarray:
+    def segments(self, data: bytes) -> list[tuple[bool, bytes]]:
+        """(is_text, run) pieces of ``data``: text runs go to the tokenizer."""
+        return segment(data, self._forbidden)
+
+    def tokenize(self, data: bytes, segments=None) -> np.ndarray:
         parts = []
-        for is_text, run in text_runs(data, self._forbidden):
+        for is_text, run in self.segments(data) if segments is None else segments:
             symbols = self.model.tokenize(run) if is_text else None
             if symbols is None or self.detokenize(symbols) != run:
                 symbols = self._raw(run)

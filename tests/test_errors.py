@@ -56,7 +56,7 @@ def test_every_single_bit_flip_is_detected(neural):
 def _forge(packed, mutate):
     """Re-pack the first block record after ``mutate``, with a valid CRC."""
     header, pos = container.parse_header(packed)
-    block, end = container.parse_record(packed, pos, header)
+    block, end = container.parse_record(packed, pos, header, 0)
     forged = mutate(block)
     record = container.pack_neural(forged.raw_len, forged.counts, forged.payload, forged.digest)
     return packed[:pos] + record + packed[end:]
@@ -94,7 +94,7 @@ def test_hostile_lengths_are_rejected_before_buffering():
     header, _ = container.parse_header(_header_with())
     body = bytes([container.KIND_STORED]) + container._varint(1 << 60)
     with pytest.raises(nc.CorruptError, match="exceeds its limit"):
-        container.parse_record(body, 0, header)
+        container.parse_record(body, 0, header, 0)
     # a huge header length is refused, not awaited
     head = container.MAGIC + bytes([container.VERSION]) + struct.pack("<H", 60000)
     with pytest.raises(nc.CorruptError, match="header length"):

@@ -1,0 +1,140 @@
+"""fsspec compression "nacrith": ``fsspec.open(path, mode, compression="nacrith")``.
+
+Registered on import (fsspec discovers filesystems through entry points, but
+not compressions).  Two entries:
+
+- ``nacrith``, chosen by name: reads and writes nacrith streams, strictly.
+- the ``.nc`` suffix for ``compression="infer"``.  ``.nc`` is also NetCDF's
+  suffix, so this entry looks at the magic bytes: a file that does not start
+  with nacrith's magic is read as it is, and data written that starts with a
+  NetCDF signature (classic "CDF\\x01/\\x02/\\x05" or NetCDF-4's HDF5
+  signature) is written as it is.  NetCDF files keep working with "infer".
+
+fsspec passes a compression no options, so they come from the environment:
+``NACRITH_MODEL`` (a GGUF path) and ``NACRITH_OPTIONS``, comma-separated
+``name=value`` pairs of ``CodecConfig`` fields and ``threads`` (for example
+``NACRITH_OPTIONS="streams=4,window=2048,slide=512"``).  The ``nacrith::``
+filesystem also takes them as storage options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+
+import fsspec.compression
+
+from nacrith_codec.config import CodecConfig
+from nacrith_codec.container import MAGIC
+from nacrith_codec.file import NacrithFile
+
+NETCDF_SIGNATURES = (b"CDF\x01", b"CDF\x02", b"CDF\x05", b"\x89HDF\r\n\x1a\n")
+_SNIFF = max(len(s) for s in NETCDF_SIGNATURES)
+
+
+_OPTION_NAMES = {f.name for f in dataclasses.fields(CodecConfig)} | {"threads"}
+
+
+def env_options() -> dict:
+    """Codec options from ``NACRITH_OPTIONS`` ("name=value,..."), checked by name."""
+    options = {}
+    for item in filter(None, os.environ.get("NACRITH_OPTIONS", "").split(",")):
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if name not in _OPTION_NAMES or not value.strip().isdigit():
+            raise ValueError(f"NACRITH_OPTIONS: {item!r} is not name=integer with a name "
+                             f"among {sorted(_OPTION_NAMES)}")
+        options[name] = int(value)
+    return options
+
+
+def open_nacrith(infile, mode="rb", **options):
+    """fsspec's compression callback: a NacrithFile over ``infile``."""
+    options = {**env_options(), **options} if mode[0] == "w" else options
+    return NacrithFile(infile, mode[0], **options)
+
+
+class _Prefixed(io.RawIOBase):
+    """A non-seekable reader that returns ``head`` and then the rest of ``raw``."""
+
+    def __init__(self, head: bytes, raw):
+        self._head, self._raw = head, raw
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n], self._head = self._head[:n], self._head[n:]
+            return n
+        data = self._raw.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+
+def _peek(raw, n: int):
+    """The first n bytes of ``raw`` and a reader positioned before them."""
+    if raw.seekable():
+        start = raw.tell()
+        head = raw.read(n)
+        raw.seek(start)
+        return head, raw
+    head = raw.read(n)
+    return head, io.BufferedReader(_Prefixed(head, raw))
+
+
+class _SniffingWriter(io.RawIOBase):
+    """Writes NetCDF data as it is and anything else as a nacrith stream."""
+
+    def __init__(self, raw, options):
+        self._raw, self._options = raw, options
+        self._head = bytearray()
+        self._target = None
+
+    def writable(self):
+        return True
+
+    def _decide(self):
+        head = bytes(self._head)
+        if head.startswith(NETCDF_SIGNATURES):
+            self._target = self._raw
+        else:
+            self._target = NacrithFile(self._raw, "w", **self._options)
+        self._target.write(head)
+
+    def write(self, data):
+        n = len(memoryview(data).cast("B"))
+        if self._target is None:
+            self._head += data
+            if len(self._head) >= _SNIFF:
+                self._decide()
+            return n
+        self._target.write(data)
+        return n
+
+    def close(self):
+        if not self.closed:
+            if self._target is None:
+                self._decide()
+            if self._target is not self._raw:
+                self._target.close()  # ends the stream; the raw file stays open for fsspec
+        super().close()
+
+
+def open_inferred(infile, mode="rb", **options):
+    """The ``.nc`` entry of ``compression="infer"``: nacrith, or NetCDF left intact."""
+    if mode[0] == "r":
+        head, reader = _peek(infile, len(MAGIC))
+        return NacrithFile(reader, "r", **options) if head == MAGIC else reader
+    return io.BufferedWriter(_SniffingWriter(infile, {**env_options(), **options}))
+
+
+def register():
+    fsspec.compression.register_compression("nacrith", open_nacrith, [], force=True)
+    fsspec.compression.register_compression("nacrith-or-netcdf", open_inferred, ["nc"],
+                                            force=True)
+
+
+register()

@@ -1,0 +1,104 @@
+"""The ``nacrith::`` filesystem: transparent compression over any fsspec store.
+
+    fs = fsspec.filesystem("nacrith", target_protocol="memory")
+    with fsspec.open("nacrith::s3://bucket/logs/app.log", "wb") as f: ...
+
+Files are stored as ``NAME.nc`` nacrith streams in the target filesystem and
+seen through this one under their logical names, with their original sizes
+(read from each stream's footer: two small reads, no decoding).  Reads of a
+byte range decode only the blocks the range overlaps.  Objects in the target
+without the suffix are not nacrith files and are not listed.
+
+Registered under the ``fsspec.specs`` entry point ``nacrith``, so the URL
+works without an import.  Storage options: ``model``, ``threads`` and any
+``CodecConfig`` field (``streams``, ``window``, ``block_size``, ...); the
+model may also come from ``NACRITH_MODEL``.
+"""
+
+from __future__ import annotations
+
+from fsspec import filesystem
+from fsspec.implementations.chained import ChainedFileSystem
+
+from nacrith_codec.file import NacrithFile
+from nacrith_codec.random_access import original_size
+
+from . import fsspec_compression  # noqa: F401  (registers compression="nacrith" too)
+
+SUFFIX = ".nc"
+
+
+class NacrithFileSystem(ChainedFileSystem):
+    """Compresses on write and decompresses on read, over a target filesystem."""
+
+    protocol = "nacrith"
+
+    def __init__(self, target_protocol=None, target_options=None, fs=None, fo=None,
+                 model=None, threads=None, **codec_options):
+        storage = {k: codec_options.pop(k) for k in list(codec_options)
+                   if k in ("skip_instance_cache", "use_listings_cache", "listings_expiry_time")}
+        super().__init__(**storage)
+        self.fs = fs if fs is not None else filesystem(target_protocol or "file",
+                                                       **(target_options or {}))
+        self._read_options = {"model": model, "threads": threads}
+        self._write_options = {**self._read_options, **codec_options}
+
+    # -- private path helpers
+    def _target(self, path: str) -> str:
+        return self.fs._strip_protocol(path) + SUFFIX
+
+    def _logical(self, info: dict) -> dict | None:
+        if info["type"] == "directory":
+            return dict(info)
+        if not info["name"].endswith(SUFFIX):
+            return None
+        with self.fs.open(info["name"], "rb") as f:
+            size = original_size(f)
+        return {**info, "name": info["name"][:-len(SUFFIX)], "size": size,
+                "stored_size": info.get("size")}
+
+    # -- filesystem interface
+    def _open(self, path, mode="rb", **kwargs):
+        if "r" in mode:
+            raw = self.fs.open(self._target(path), "rb")
+            return NacrithFile(raw, "r", close_fileobj=True, **self._read_options)
+        raw = self.fs.open(self._target(path), "wb")
+        return NacrithFile(raw, "w", close_fileobj=True, **self._write_options)
+
+    def ls(self, path, detail=True, **kwargs):
+        entries = [e for e in (self._logical(i) for i in self.fs.ls(
+            self.fs._strip_protocol(path), detail=True, **kwargs)) if e]
+        return entries if detail else [e["name"] for e in entries]
+
+    def info(self, path, **kwargs):
+        try:
+            return self._logical(self.fs.info(self._target(path), **kwargs))
+        except FileNotFoundError:
+            info = self.fs.info(self.fs._strip_protocol(path), **kwargs)
+            if info["type"] != "directory":
+                raise FileNotFoundError(path) from None
+            return info
+
+    def cp_file(self, path1, path2, **kwargs):
+        self.fs.cp_file(self._target(path1), self._target(path2), **kwargs)  # no re-encoding
+
+    def rm_file(self, path):
+        self.fs.rm_file(self._target(path))
+
+    def _rm(self, path):
+        self.rm_file(path)
+
+    def mkdir(self, path, create_parents=True, **kwargs):
+        self.fs.mkdir(self.fs._strip_protocol(path), create_parents=create_parents, **kwargs)
+
+    def makedirs(self, path, exist_ok=False):
+        self.fs.makedirs(self.fs._strip_protocol(path), exist_ok=exist_ok)
+
+    def rmdir(self, path):
+        self.fs.rmdir(self.fs._strip_protocol(path))
+
+    def created(self, path):
+        return self.fs.created(self._target(path))
+
+    def modified(self, path):
+        return self.fs.modified(self._target(path))

@@ -1,0 +1,85 @@
+"""A 7z filter for py7zr: ``filters=[{"id": FILTER_NACRITH}]``.
+
+py7zr has no codec registry; two tables decide what it can write and read:
+``SupportedMethods.methods`` (method id bytes, name, filter id) and
+``algorithm_class_map`` (filter id -> compressor and decompressor classes).
+``register()`` adds nacrith to both and teaches the writer to build a coder
+entry with properties, without editing py7zr.  It is idempotent and runs on
+``import nacrith_codec.plugins.sevenzip``.
+
+The 7z coder properties hold one byte, the nacrith format version; everything
+else the decoder needs (model fingerprint, parameters, checksums) is in the
+stream itself.  Options in the filter dict reach the compressor: ``model``,
+``threads`` and any ``CodecConfig`` field (``streams``, ``window``, ...).
+"""
+
+from __future__ import annotations
+
+from nacrith_codec import container
+from nacrith_codec.api import NacrithCompressor, NacrithDecompressor
+from nacrith_codec.errors import FormatError
+
+#: 7-Zip's rule for private method ids: 3F, five random bytes (ours), a method number.
+METHOD_ID = bytes.fromhex("3F35984265BC0001")
+#: py7zr's filter id for nacrith (the method id read as an integer).
+FILTER_NACRITH = int.from_bytes(METHOD_ID, "big")
+PROPERTIES = bytes([container.VERSION])
+
+
+class SevenZipCompressor:
+    """py7zr's compressor interface: ``compress(data)``, ``flush()``."""
+
+    def __init__(self, filter_spec: dict | None = None):
+        options = {k: v for k, v in (filter_spec or {}).items() if k != "id"}
+        self._compressor = NacrithCompressor(**options)
+
+    def compress(self, data) -> bytes:
+        return self._compressor.compress(data)
+
+    def flush(self) -> bytes:
+        return self._compressor.flush()
+
+
+class SevenZipDecompressor:
+    """py7zr's decompressor interface: ``decompress(data, max_length=-1)``.
+
+    Bytes after the end of the stream (7zAES pads to 16 bytes) are ignored,
+    and calls after the end return nothing.
+    """
+
+    def __init__(self, properties: bytes = PROPERTIES, block_size: int | None = None):
+        if bytes(properties[:1]) != PROPERTIES:
+            raise FormatError(f"7z coder properties {bytes(properties).hex()} name a nacrith "
+                              f"format this build cannot read (it reads version {container.VERSION})")
+        self._decompressor = NacrithDecompressor()
+
+    def decompress(self, data, max_length: int = -1) -> bytes:
+        if self._decompressor.eof:
+            return b""
+        return self._decompressor.decompress(data, max_length)
+
+
+def register():
+    """Add nacrith to py7zr's method tables (idempotent)."""
+    from py7zr import compressor as c
+
+    if FILTER_NACRITH in c.algorithm_class_map:
+        return
+    c.SupportedMethods.methods.append({
+        "id": METHOD_ID, "name": "NACRITH", "native": False, "need_prop": True,
+        "filter_id": FILTER_NACRITH, "type": c.MethodsType.compressor})
+    c.algorithm_class_map[FILTER_NACRITH] = (SevenZipCompressor, SevenZipDecompressor)
+    original = c.SevenZipCompressor._set_alternate_compressors_coders
+
+    def set_alternate_compressors_coders(self, alt_filter, password=None):
+        if alt_filter["id"] != FILTER_NACRITH:
+            return original(self, alt_filter, password)
+        self.chain.append(SevenZipCompressor(alt_filter))
+        self._unpacksizes.append(0)
+        self.coders.insert(0, {"method": METHOD_ID, "properties": PROPERTIES,
+                               "numinstreams": 1, "numoutstreams": 1})
+
+    c.SevenZipCompressor._set_alternate_compressors_coders = set_alternate_compressors_coders
+
+
+register()

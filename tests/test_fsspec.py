@@ -1,0 +1,126 @@
+"""fsspec: compression="nacrith", inference on .nc, and the nacrith:: filesystem."""
+
+import io
+
+import fsspec
+import pytest
+
+import nacrith_codec as nc
+import nacrith_codec.plugins.fsspec_compression  # noqa: F401  registers the compression
+from conftest import SMALL
+
+NETCDF_CLASSIC = b"CDF\x01\x00\x00\x00\x00" + bytes(range(40))
+NETCDF4 = b"\x89HDF\r\n\x1a\n" + bytes(range(40))
+
+
+@pytest.fixture(params=["file", "memory"])
+def base(request, tmp_path):
+    """A base URL on a local directory and on memory://."""
+    if request.param == "file":
+        yield f"file://{tmp_path}"
+        return
+    url = f"memory://bucket-{tmp_path.name}"
+    yield url
+    fsspec.filesystem("memory").rm(url.replace("memory://", "/"), recursive=True)
+
+
+@pytest.fixture(autouse=True)
+def small_options(monkeypatch):
+    # fsspec's compression callback takes no options: they come from the environment
+    monkeypatch.setenv("NACRITH_OPTIONS", ",".join(f"{k}={v}" for k, v in SMALL.items()))
+
+
+def test_options_from_the_environment_reach_the_stream(monkeypatch, tmp_path):
+    from nacrith_codec import container
+    monkeypatch.setenv("NACRITH_OPTIONS", "window=40,slide=10,streams=1")
+    with fsspec.open(f"file://{tmp_path}/o.nc", "wb", compression="nacrith") as f:
+        f.write(b"options")
+    header, _ = container.parse_header((tmp_path / "o.nc").read_bytes())
+    assert (header.config.window, header.config.slide, header.config.streams) == (40, 10, 1)
+    monkeypatch.setenv("NACRITH_OPTIONS", "windows=40")
+    with pytest.raises(ValueError, match="NACRITH_OPTIONS"):
+        fsspec.open(f"file://{tmp_path}/p.nc", "wb", compression="nacrith").open()
+
+
+def test_binary_and_text_round_trip(base, english):
+    url = f"{base}/x.txt.nc"
+    with fsspec.open(url, "wb", compression="nacrith") as f:
+        f.write(english[:100])
+        f.flush()  # a flush must not end the stream
+        f.write(english[100:160])
+    raw = fsspec.open(url, "rb").open().read()
+    assert raw.startswith(b"NACR") and nc.decompress(raw) == english[:160]
+    with fsspec.open(url, "rb", compression="nacrith") as f:
+        assert f.read() == english[:160]
+    with fsspec.open(url, "rt", compression="infer", encoding="utf-8", newline="") as f:
+        assert f.read() == english[:160].decode()
+    with fsspec.open(f"{base}/t.nc", "wt", compression="infer", encoding="utf-8") as f:
+        f.write("héllo")
+    with fsspec.open(f"{base}/t.nc", "rt", compression="infer", encoding="utf-8") as f:
+        assert f.read() == "héllo"
+
+
+@pytest.mark.parametrize("netcdf", [NETCDF_CLASSIC, NETCDF4], ids=["classic", "netcdf4"])
+def test_netcdf_files_are_left_intact_by_infer(base, netcdf):
+    url = f"{base}/data.nc"
+    with fsspec.open(url, "wb") as f:
+        f.write(netcdf)
+    with fsspec.open(url, "rb", compression="infer") as f:
+        assert f.read() == netcdf
+    with fsspec.open(url, "wb", compression="infer") as f:  # written as it is, too
+        f.write(netcdf)
+    assert fsspec.open(url, "rb").open().read() == netcdf
+    with pytest.raises(nc.FormatError):  # asked for by name, it is not nacrith: loud
+        with fsspec.open(url, "rb", compression="nacrith") as f:
+            f.read()
+
+
+def test_non_seekable_reader_is_decoded_sequentially(english):
+    packed = nc.compress(english[:90], **SMALL)
+
+    class Pipe(io.RawIOBase):
+        def __init__(self):
+            self.data = io.BytesIO(packed)
+
+        def readable(self):
+            return True
+
+        def readinto(self, b):
+            return self.data.readinto(b)
+
+    from nacrith_codec.plugins.fsspec_compression import open_inferred
+    assert open_inferred(io.BufferedReader(Pipe()), "rb").read() == english[:90]
+
+
+def test_nacrith_filesystem_write_list_read_copy(base, english, tmp_path):
+    opts = {"nacrith": dict(SMALL)}
+    url = f"nacrith::{base}/logs/a.txt"
+    with fsspec.open(url, "wb", **opts) as f:
+        f.write(english[:200])
+    fs, path = fsspec.core.url_to_fs(url, **opts)
+    folder = path.rsplit("/", 1)[0]
+    assert fs.info(path)["size"] == 200
+    listing = fs.ls(folder, detail=True)
+    assert [(e["name"].rsplit("/", 1)[1], e["size"]) for e in listing] == [("a.txt", 200)]
+    assert fs.cat_file(path, 10, 30) == english[10:30]
+    fs.cp_file(path, folder + "/b.txt")
+    assert fs.cat_file(folder + "/b.txt") == english[:200]
+    # the target holds real nacrith streams under the suffix
+    target = fsspec.filesystem(base.split("://")[0])
+    stored = target.cat_file(target._strip_protocol(base) + "/logs/b.txt.nc")
+    assert nc.decompress(stored) == english[:200]
+    fs.get_file(path, str(tmp_path / "local.txt"))
+    assert (tmp_path / "local.txt").read_bytes() == english[:200]
+    fs.rm_file(folder + "/b.txt")
+    assert [e["name"].rsplit("/", 1)[1] for e in fs.ls(folder, detail=True)] == ["a.txt"]
+
+
+def test_nacrith_url_works_through_the_entry_point_without_import():
+    import subprocess, sys
+    code = ("import fsspec, sys\n"
+            "with fsspec.open('nacrith::memory://e/x.txt', 'wb', nacrith={'window': 48, 'slide': 16}) as f:\n"
+            "    f.write(b'entry point')\n"
+            "print(fsspec.open('nacrith::memory://e/x.txt', 'rb').open().read().decode(),\n"
+            "      'nacrith_codec' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "entry point True"
