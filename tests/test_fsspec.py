@@ -124,3 +124,33 @@ def test_nacrith_url_works_through_the_entry_point_without_import():
             "      'nacrith_codec' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "entry point True"
+
+
+def test_pipe_put_and_a_writer_that_cannot_seek(base, english, tmp_path):
+    fs, root = fsspec.core.url_to_fs(f"nacrith::{base}/p", nacrith=dict(SMALL))
+    fs.makedirs(root, exist_ok=True)  # local disks, like the target fs, do not create parents
+    fs.pipe_file(root + "/piped.txt", english[:70])
+    assert fs.cat_file(root + "/piped.txt") == english[:70]
+    local = tmp_path / "up.txt"
+    local.write_bytes(english[70:140])
+    fs.put_file(str(local), root + "/up.txt")
+    assert fs.cat_file(root + "/up.txt") == english[70:140]
+
+    class ObjectStoreWriter:  # write-only, like an S3 multipart upload
+        def __init__(self):
+            self.parts = []
+
+        def write(self, data):
+            self.parts.append(bytes(data))
+            return len(data)
+
+        def seekable(self):
+            return False
+
+        def tell(self):
+            raise OSError("not seekable")
+
+    w = ObjectStoreWriter()
+    with nc.open(w, "wb", **SMALL) as f:
+        f.write(english[:50])
+    assert nc.decompress(b"".join(w.parts)) == english[:50]
