@@ -23,7 +23,7 @@ import tempfile
 import time
 
 from . import __version__
-from .errors import NacrithError
+from .errors import FormatError, NacrithError, TruncatedError
 
 SUFFIX = ".nc"
 _COMMANDS = ("compress", "decompress", "info", "bench")
@@ -123,10 +123,8 @@ def _code_file(args, src: str, dst: str | None):
                     break
             if args.decompress:
                 if not coder.eof:
-                    from .errors import TruncatedError
                     raise TruncatedError("the compressed input ends before its end marker")
                 if coder.unused_data or fin.read(1):
-                    from .errors import FormatError
                     raise FormatError("trailing data after the end of the stream")
             else:
                 tail = coder.flush()
