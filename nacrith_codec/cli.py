@@ -2,6 +2,7 @@
 
     nacrith FILE...            compress each FILE to FILE.nc (the input is kept, as zstd does)
     nacrith -d FILE.nc...      decompress
+    nacrith -t FILE.nc...      test integrity (decode, verify, write nothing)
     nacrith -c / -o OUT / -    stdout, explicit output, stdin
     nacrith info FILE.nc       what a stream holds, without decoding it
     nacrith bench FILE...      nacrith beside gzip, bzip2, xz and PPMd
@@ -39,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("-z", "--compress", dest="decompress", action="store_false",
                       help="compress (the default)")
     mode.add_argument("-d", "--decompress", action="store_true", help="decompress")
+    mode.add_argument("-t", "--test", action="store_true",
+                      help="test integrity: decode and verify, write nothing")
     p.set_defaults(decompress=False)
     p.add_argument("-c", "--stdout", action="store_true", help="write to standard output")
     p.add_argument("-o", "--output", metavar="OUT", help="write to OUT (one input only)")
@@ -109,8 +112,13 @@ def _code_file(args, src: str, dst: str | None):
         else:
             coder = NacrithCompressor(content_size=size, **opts, **_options(args))
             step = coder.compress
-        with (contextlib.nullcontext(sys.stdout.buffer) if dst is None
-              else _atomic_output(dst, args.force)) as out:
+        if args.test:
+            sink = open(os.devnull, "wb")
+        elif dst is None:
+            sink = contextlib.nullcontext(sys.stdout.buffer)
+        else:
+            sink = _atomic_output(dst, args.force)
+        with sink as out:
             n_in = n_out = 0
             while chunk := fin.read(1 << 20):
                 n_in += len(chunk)
@@ -142,12 +150,14 @@ def _code_file(args, src: str, dst: str | None):
     bpb = 8 * packed / original if original else 0.0
     rate = stats.get("tokens", 0) / seconds if seconds else 0.0
     name = "stdin" if stdin else src
-    target = "stdout" if dst is None else dst
+    target = "OK (verified)" if args.test else "stdout" if dst is None else dst
     return (f"{name}: {n_in} -> {n_out} bytes, {bpb:.3f} bits/byte, "
             f"{stats.get('tokens', 0)} tokens at {rate:.1f} tokens/s, {seconds:.1f} s -> {target}")
 
 
 def _target(args, src: str) -> str | None:
+    if args.test:
+        return None
     if args.stdout or (src == "-" and not args.output):
         return None
     if args.output:
@@ -171,7 +181,7 @@ def _main_code(args) -> int:
             if dst is None and not args.decompress and sys.stdout.isatty() and not args.force:
                 raise ValueError("compressed data not written to a terminal (use -f to force)")
             report = _code_file(args, src, dst)
-            if args.rm and src != "-":
+            if args.rm and src != "-" and not args.test:
                 os.unlink(src)
             if not args.quiet:
                 print(report, file=sys.stderr)
@@ -222,6 +232,7 @@ def main(argv=None) -> int:
         if command == "decompress":
             argv.insert(0, "-d")
     args = _parser().parse_args(argv)
+    args.decompress = args.decompress or args.test
     try:
         return _main_code(args)
     except KeyboardInterrupt:

@@ -93,3 +93,15 @@ def test_bench_compares_with_classical_codecs(text_file):
     assert r.returncode == 0, r.stderr
     for name in (b"gzip -9", b"bzip2 -9", b"xz -9", b"PPMd", b"nacrith"):
         assert name in r.stdout
+
+
+def test_integrity_test_writes_nothing(tmp_path, text_file):
+    assert nacrith(str(text_file), *SMALL_ARGS).returncode == 0
+    packed = text_file.with_name("a.txt.nc")
+    text_file.unlink()
+    r = nacrith("-t", str(packed))
+    assert r.returncode == 0 and b"OK (verified)" in r.stderr and not text_file.exists()
+    damaged = bytearray(packed.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x10
+    packed.write_bytes(bytes(damaged))
+    assert nacrith("-t", str(packed)).returncode == 1
