@@ -75,10 +75,6 @@ class End:
     total_len: int
     index: tuple = ()  # (raw_len, record_len) of every block, in order
 
-    @property
-    def n_blocks(self) -> int:
-        return len(self.index)
-
 
 # -- varints (unsigned LEB128) -------------------------------------------------
 
