@@ -30,7 +30,7 @@ class BlockCoder:
         self.predictor = Predictor(tok.n_vocab, config.streams, never=tok.never)
         self._piece_len = np.array([len(p) for p in tok.pieces], dtype=np.int64)
         self.progress = progress
-        self.stats = {"tokens": 0, "forward_passes": 0, "seconds": 0.0, "model_bits": 0.0,
+        self.stats = {"tokens": 0, "seconds": 0.0, "model_bits": 0.0,
                       "coded_bits": 0}
 
     def split(self, n: int) -> list[int]:
@@ -44,7 +44,7 @@ class BlockCoder:
     def _run(self, counts, grid, coder, give_up=None):
         """The lockstep schedule; ``give_up(bytes_done)`` may stop an encoder early."""
         start = time.perf_counter()
-        self._done = done = 0
+        self._done = 0  # input bytes covered so far (progress, give_up, _stored)
         lengths = np.array(counts)
         inputs = np.full(len(counts), self.engine.model.bos, dtype=np.int32)
         llm_input = self.tokenizer.llm_input
@@ -57,14 +57,13 @@ class BlockCoder:
                 grid[:live, t] = symbols
                 inputs[:live] = llm_input[symbols]
                 step_bytes = int(self._piece_len[symbols].sum())
-                done += step_bytes
-                self._done = done
+                self._done += step_bytes
                 if self.progress:
                     self.progress(step_bytes)
-                if give_up is not None and t % _CHECK_EVERY == _CHECK_EVERY - 1 and give_up(done):
+                if (give_up is not None and t % _CHECK_EVERY == _CHECK_EVERY - 1
+                        and give_up(self._done)):
                     return False
         self.stats["tokens"] += int(lengths.sum())
-        self.stats["forward_passes"] += int(lengths.sum())
         self.stats["seconds"] += time.perf_counter() - start
         return True
 
@@ -74,8 +73,8 @@ class BlockCoder:
         Only the encoder decides this, so the rules may change without a new
         format: a block whose bytes are mostly outside text runs (invalid
         UTF-8, bytes the vocabulary lacks, see segments.py) is stored without
-        running the model, and neural coding stops as soon as it has spent more bits than
-        the raw bytes it has covered.
+        running the model, and neural coding stops as soon as it has spent
+        more bits than the raw bytes it has covered.
         """
         self._done = 0
         segments = self.tokenizer.segments(data)

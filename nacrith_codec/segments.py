@@ -37,13 +37,13 @@ def segment(data: bytes, forbidden: str, min_text: int = 8) -> list[tuple[bool, 
     decodes, since the decoder just concatenates the pieces of the symbols.
     """
     runs = list(text_runs(data, forbidden))
-    out: list[tuple[bool, bytes]] = []
+    groups: list[tuple[bool, list[bytes]]] = []  # joined once at the end: linear time
     for i, (is_text, run) in enumerate(runs):
         next_to_raw = (i > 0 and not runs[i - 1][0]) or (i + 1 < len(runs) and not runs[i + 1][0])
         if is_text and len(run) < min_text and next_to_raw:
             is_text = False
-        if out and not is_text and not out[-1][0]:
-            out[-1] = (False, out[-1][1] + run)
+        if groups and not is_text and not groups[-1][0]:
+            groups[-1][1].append(run)
         else:
-            out.append((is_text, run))
-    return out
+            groups.append((is_text, [run]))
+    return [(is_text, b"".join(parts)) for is_text, parts in groups]

@@ -85,9 +85,6 @@ class NacrithFileSystem(ChainedFileSystem):
     def rm_file(self, path):
         self.fs.rm_file(self._target(path))
 
-    def _rm(self, path):
-        self.rm_file(path)
-
     def mkdir(self, path, create_parents=True, **kwargs):
         self.fs.mkdir(self.fs._strip_protocol(path), create_parents=create_parents, **kwargs)
 
