@@ -15,7 +15,7 @@ import re
 import numpy as np
 
 from .errors import NacrithError
-from .segments import segment
+from .segments import regions, segment
 
 
 def _utf8_lead_ranges(lead: int) -> tuple[int, int] | None:
@@ -36,6 +36,7 @@ class Tokenizer:
         self.n_vocab = n = model.n_vocab
         escapes = [bytes([b]) for b in range(256)]
         self.pieces = list(model.pieces) + escapes
+        self.piece_len = np.array([len(p) for p in self.pieces], dtype=np.int64)
         self._byte_symbol = np.arange(n, n + 256, dtype=np.int32)
         for token, piece in reversed(list(enumerate(model.pieces))):
             if len(piece) == 1:
@@ -59,6 +60,10 @@ class Tokenizer:
     def segments(self, data: bytes) -> list[tuple[bool, bytes]]:
         """(is_text, run) pieces of ``data``: text runs go to the tokenizer."""
         return segment(data, self._forbidden)
+
+    def regions(self, data: bytes) -> list[tuple[bool, bytes]]:
+        """(is_text, region) pieces of a block: text regions go to the model."""
+        return regions(data, self._forbidden)
 
     def tokenize(self, data: bytes, segments=None) -> np.ndarray:
         parts = []
