@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from . import container
+from . import classical, container
 from .block import BlockCoder
 from .config import CodecConfig
 from .engine import Engine
@@ -24,8 +24,10 @@ class _Coding:
 
     @property
     def stats(self) -> dict:
-        """Tokens, forward passes, seconds and bits of the blocks coded so far."""
-        return dict(self._coder.stats) if self._coder else {}
+        """Tokens, seconds, bits and bytes per coding method of the blocks coded so far."""
+        if not self._coder:
+            return {}
+        return {**self._coder.stats, "segments": dict(self._coder.stats["segments"])}
 
     @property
     def engine(self) -> Engine:
@@ -126,7 +128,9 @@ class NacrithDecompressor(_Coding):
 
     def _decode_block(self, block: container.Block) -> bytes:
         data = self._coder.decode(block)
-        if block.kind == container.KIND_NEURAL and container.digest(data) != block.digest:
+        if block.digest and container.digest(data) != block.digest:
+            if classical.TEXT not in block.methods():  # the model played no part
+                raise CorruptError("corrupt stream: a decoded block failed its checksum")
             ours = json.loads(self.engine.env)
             try:
                 theirs = dict(json.loads(self.header.env))

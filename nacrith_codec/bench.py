@@ -31,11 +31,13 @@ def _ppmd():
 
 
 def classical():
+    from .classical import zstd
     enc, dec = _ppmd()
     return {
         "gzip -9": (lambda d: gzip.compress(d, 9, mtime=0), gzip.decompress),
         "bzip2 -9": (lambda d: bz2.compress(d, 9), bz2.decompress),
         "xz -9": (lambda d: lzma.compress(d, preset=9), lzma.decompress),
+        "zstd -19": (lambda d: zstd.compress(d, level=19), zstd.decompress),
         "PPMd o6": (enc, dec),
     }
 
@@ -69,6 +71,8 @@ class _Nacrith:
     def report(self) -> str:
         c, d = self.stats.get("compress", {}), self.stats.get("decompress", {})
         parts = [f"{c.get('tokens', 0)} tokens"]
+        if c.get("segments"):
+            parts.append("bytes by method: " + " ".join(f"{k}={v}" for k, v in c["segments"].items()))
         for name, s in (("compress", c), ("decompress", d)):
             if s.get("seconds"):
                 parts.append(f"{name} {s['tokens'] / s['seconds']:.1f} tokens/s")
@@ -115,9 +119,9 @@ def main(argv=None) -> int:
         for name, codec in codecs.items():
             verify = not (args.no_decompress and name == "nacrith")
             row = measure(name, codec, data, verify)
-            dtime = f"{row['decompress_s']:9.2f}" if row["decompress_s"] is not None else f"{'-':>9}"
+            dtime = f"{row['decompress_s']:9.3f}" if row["decompress_s"] is not None else f"{'-':>9}"
             print(f"{'':24} {name:10} {row['size']:10d} {row['bpb']:7.3f} "
-                  f"{row['compress_s']:9.2f} {dtime}", flush=True)
+                  f"{row['compress_s']:9.3f} {dtime}", flush=True)
             if isinstance(codec, _Nacrith):
                 print(f"{'':24}   ({codec.report()})", flush=True)
     return 0

@@ -1,6 +1,12 @@
-"""One block: bytes -> tokens -> predictions -> bits, and back.
+"""One block: bytes -> segments -> tokens -> predictions -> bits, and back.
 
-A block's symbols are split into L <= B contiguous streams, longest first.
+The encoder cuts a block into text regions and binary regions
+(segments.regions).  Text goes to the language model, binary bytes to the
+best classical codec (classical.py), incompressible ones stored raw; the
+whole block coded classically is the fallback, and the smaller record wins,
+so a block never costs much more than xz or zstd would make of it.
+
+The model's symbols are split into L <= B contiguous streams, longest first.
 Step t feeds every stream still live (the first ``live(t)`` of them) its
 previous symbol (BOS at t = 0) in one llama_batch, turns the logits into
 probabilities and codes symbol t of each live stream.  ``_run`` is the only
@@ -15,12 +21,15 @@ import time
 
 import numpy as np
 
-from . import container
+from . import classical, container
+from .classical import RAW, TEXT
 from .coder import SymbolDecoder, SymbolEncoder
 from .errors import CorruptError
 from .predict import Predictor
 
-_CHECK_EVERY = 64  # steps between the encoder's checks that neural coding still pays
+_CHECK_EVERY = 64  # steps between the encoder's checks that the model still pays
+_INCOMPRESSIBLE_MIN = 256  # binary regions at least this long are tested for being stored raw
+_PACK, _RAW = "pack", "raw"  # roles of binary parts: coded by the best codec, or stored
 
 
 class BlockCoder:
@@ -28,10 +37,10 @@ class BlockCoder:
         self.engine, self.config, self.threads = engine, config, threads
         self.tokenizer = tok = engine.tokenizer
         self.predictor = Predictor(tok.n_vocab, config.streams, never=tok.never)
-        self._piece_len = np.array([len(p) for p in tok.pieces], dtype=np.int64)
+        self._piece_len = tok.piece_len
         self.progress = progress
-        self.stats = {"tokens": 0, "seconds": 0.0, "model_bits": 0.0,
-                      "coded_bits": 0}
+        self.stats = {"tokens": 0, "seconds": 0.0, "model_bits": 0.0, "coded_bits": 0,
+                      "segments": {}}  # input bytes per coding method
 
     def split(self, n: int) -> list[int]:
         """Stream lengths for n symbols: as many streams as are worth it, longest first."""
@@ -44,7 +53,6 @@ class BlockCoder:
     def _run(self, counts, grid, coder, give_up=None):
         """The lockstep schedule; ``give_up(bytes_done)`` may stop an encoder early."""
         start = time.perf_counter()
-        self._done = 0  # input bytes covered so far (progress, give_up, _stored)
         lengths = np.array(counts)
         inputs = np.full(len(counts), self.engine.model.bos, dtype=np.int32)
         llm_input = self.tokenizer.llm_input
@@ -67,53 +75,125 @@ class BlockCoder:
         self.stats["seconds"] += time.perf_counter() - start
         return True
 
-    def encode(self, data: bytes) -> bytes:
-        """The record of one block: neural, or stored when that is smaller.
+    # -- encoding --------------------------------------------------------------
 
-        Only the encoder decides this, so the rules may change without a new
-        format: a block whose bytes are mostly outside text runs (invalid
-        UTF-8, bytes the vocabulary lacks, see segments.py) is stored without
-        running the model, and neural coding stops as soon as it has spent
-        more bits than the raw bytes it has covered.
+    def encode(self, data: bytes) -> bytes:
+        """The record of one block: the smallest of the codings tried.
+
+        Only the encoder chooses, so the rules may change without a new format.
+        Classical codings are tried first (at MB/s); the model then runs on the
+        text regions with a budget of bits, the size at which it could no
+        longer win, and stops as soon as it is spent.
         """
-        self._done = 0
-        segments = self.tokenizer.segments(data)
-        if 2 * sum(len(run) for is_text, run in segments if not is_text) > len(data):
-            return self._stored(data)
-        symbols = self.tokenizer.tokenize(data, segments)
+        self._done = 0  # input bytes the model has covered (progress, give_up)
+        digest = container.digest(data)
+        regions = self.tokenizer.regions(data)
+        roles = [_RAW if not is_text and _incompressible(r) else _PACK for is_text, r in regions]
+        best = self._record(data, digest, list(zip(roles, (r for _, r in regions))))
+        if len(regions) > 1:  # otherwise that was the whole-block coding
+            best = min(best, self._record(data, digest, [(_PACK, data)]), key=_size)
+        if any(is_text for is_text, _ in regions):
+            parts = [[(TEXT if is_text else role, r) for (is_text, r), role in zip(regions, roles)],
+                     [(TEXT if is_text else _PACK, r) for is_text, r in regions]]
+            best = min(best, self._model_record(data, digest, parts, _size(best)) or best, key=_size)
+        if self.progress:
+            self.progress(len(data) - self._done)  # what the model did not cover
+        record, segments = best
+        for method, length in segments:
+            name = classical.NAMES[method]
+            self.stats["segments"][name] = self.stats["segments"].get(name, 0) + length
+        return record
+
+    def _record(self, data, digest, parts, text=((), b"")) -> tuple[bytes, list]:
+        """(record, segments) for parts [(role, bytes)]: the _PACK parts coded together by
+        their best codec, _RAW parts stored, TEXT parts by ``text`` = (counts, payload)."""
+        group = b"".join(b for role, b in parts if role == _PACK)
+        method, payload = classical.best(group) if group else (RAW, b"")
+        coded = {method: payload} if method != RAW else {}
+        methods = [{_PACK: method, _RAW: RAW}.get(role, TEXT) for role, _ in parts]
+        raw = b"".join(b for m, (_, b) in zip(methods, parts) if m == RAW)
+        if raw:
+            coded[RAW] = raw
+        segments: list[tuple[int, int]] = []
+        for m, (_, b) in zip(methods, parts):
+            if segments and segments[-1][0] == m:
+                segments[-1] = (m, segments[-1][1] + len(b))
+            else:
+                segments.append((m, len(b)))
+        counts, neural = text
+        return container.pack_segmented(len(data), segments, digest, coded, counts,
+                                        neural), segments
+
+    def _model_record(self, data, digest, choices, to_beat: int):
+        """TEXT parts through the model, the others as in the cheaper of ``choices`` (lists
+        of parts differing in the roles of binary parts); None if that cannot beat
+        ``to_beat`` bytes."""
+        texts = [r for role, r in choices[0] if role == TEXT]
+        text = b"".join(texts)
+        symbols = self.tokenizer.tokenize(text, [s for r in texts for s in self.tokenizer.segments(r)])
         counts = self.split(len(symbols))
-        grid = np.zeros((len(counts), counts[0] if counts else 0), dtype=np.int32)
+        rest, parts = min((_size(self._record(data, digest, p, (counts, b""))), p) for p in choices)
+        budget = 8 * (to_beat - rest)
+        grid = np.zeros((len(counts), counts[0]), dtype=np.int32)
         offset = 0
         for i, count in enumerate(counts):
             grid[i, :count] = symbols[offset:offset + count]
             offset += count
         coder = SymbolEncoder(self.tokenizer.n_vocab)
-        if not self._run(counts, grid, coder, give_up=lambda done: coder.bits() >= 8 * done):
-            return self._stored(data)
+
+        def give_up(done):  # spent, or on course to spend, more than the budget
+            bits = coder.bits()
+            return bits >= budget or (4 * done >= len(text) and bits * len(text) >= budget * done)
+        if budget <= 0 or not self._run(counts, grid, coder, give_up):
+            return None
         payload = coder.finish()
-        if len(payload) >= len(data):
-            return self._stored(data)
+        if 8 * len(payload) >= budget:
+            return None
         self.stats["model_bits"] += coder.model_bits
         self.stats["coded_bits"] += 8 * len(payload)
-        return container.pack_neural(len(data), counts, payload, container.digest(data))
+        return self._record(data, digest, parts, (counts, payload))
 
-    def _stored(self, data: bytes) -> bytes:
-        if self.progress:
-            self.progress(len(data) - self._done)  # what the model did not cover
-        return container.pack_stored(data)
+    # -- decoding --------------------------------------------------------------
 
     def decode(self, block: container.Block) -> bytes:
-        """Decode a block record; a neural block's digest is checked by the caller."""
+        """Decode a block record; its digest is checked by the caller."""
+        self._done = 0
         if block.kind == container.KIND_STORED:
-            if self.progress:
-                self.progress(block.raw_len)
-            return block.payload
-        counts = list(block.counts)
+            data = block.payload
+        elif block.kind == container.KIND_NEURAL:
+            data = self._model_decode(block.counts, block.payload, block.raw_len)
+        else:
+            sizes = block.methods()
+            parts = {m: memoryview(self._model_decode(block.counts, block.payload, n) if m == TEXT
+                                   else classical.decompress(m, block.coded[m], n))
+                     for m, n in sizes.items()}
+            offsets = dict.fromkeys(parts, 0)
+            out = bytearray()
+            for m, length in block.segments:
+                out += parts[m][offsets[m]:offsets[m] + length]
+                offsets[m] += length
+            data = bytes(out)
+        if self.progress:
+            self.progress(block.raw_len - self._done)
+        return data
+
+    def _model_decode(self, counts, payload: bytes, size: int) -> bytes:
+        counts = list(counts)
         if counts != sorted(counts, reverse=True):
             raise CorruptError("corrupt stream: stream lengths are not in schedule order")
         grid = np.zeros((len(counts), counts[0] if counts else 0), dtype=np.int32)
-        self._run(counts, grid, SymbolDecoder(self.tokenizer.n_vocab, block.payload))
-        symbols = np.concatenate([grid[i, :c] for i, c in enumerate(counts)])
-        if int(self._piece_len[symbols].sum()) != block.raw_len:  # before joining: bounded memory
+        self._run(counts, grid, SymbolDecoder(self.tokenizer.n_vocab, payload))
+        symbols = np.concatenate([grid[i, :c] for i, c in enumerate(counts)] or [grid.ravel()])
+        if int(self._piece_len[symbols].sum()) != size:  # before joining: bounded memory
             raise CorruptError("corrupt stream: a block decoded to the wrong length")
         return self.tokenizer.detokenize(symbols)
+
+
+def _size(candidate) -> int:
+    return len(candidate[0])
+
+
+def _incompressible(region: bytes) -> bool:
+    """Whether a binary region is better stored raw: zstd's fast level finds nothing in it."""
+    return (len(region) >= _INCOMPRESSIBLE_MIN
+            and len(classical.compress_fast(region)) >= len(region))

@@ -212,7 +212,7 @@ def _main_info(argv) -> int:
             continue
         print(f"{path}:")
         for key, value in info.items():
-            if key == "config":
+            if key in ("config", "bytes_by_method"):
                 value = " ".join(f"{k}={v}" for k, v in value.items())
             elif key == "bpb" and value is not None:
                 value = f"{value:.4f}"

@@ -5,10 +5,21 @@
     body    := flags:u8 model_sha256:32B block_size streams min_stream_tokens
                window slide sink [content_size] name:str env:str   (varints)
     block   := kind:u8 ...fields... crc32:u32le        (crc over the record)
-      NEURAL  raw_len n_streams count*n_streams payload_len payload digest:8B
-      STORED  raw_len raw
-      END     n_blocks total_len (raw_len record_len)*n_blocks
+      SEGMENTED  body_len body                          (version 2)
+        body := raw_len n_segments (method:u8 length)*n_segments
+                [n_streams count*n_streams payload_len payload]   if a segment is TEXT
+                [payload_len payload] for LZMA, ZSTD, PPMD in that order, if used
+                [raw bytes]                                        if a segment is RAW
+                digest:8B
+      NEURAL     raw_len n_streams count*n_streams payload_len payload digest:8B  (version 1)
+      STORED     raw_len raw                                                       (version 1)
+      END        n_blocks total_len (raw_len record_len)*n_blocks
     footer  := end_record_len:u32le "NACE"
+
+A segmented block is the block's bytes cut into segments, each with a method
+(classical.py): the TEXT segments, joined, are coded by the language model,
+and the segments of each classical method, joined, by that method.  Version 1
+streams (model and stored blocks only) are still read.
 
 The END record indexes every block, and the fixed footer lets a reader find
 it from the end of the file: the logical size and the offset of any block are
@@ -33,14 +44,17 @@ import hashlib
 import struct
 import zlib
 
+from . import classical
 from .config import CodecConfig
 from .errors import CorruptError, FormatError
 
 MAGIC = b"NACR"
 FOOTER_MAGIC = b"NACE"
 FOOTER_SIZE = 8
-VERSION = 1
-KIND_END, KIND_NEURAL, KIND_STORED = 0, 1, 2
+VERSION = 2  # written; every version in READABLE is read
+READABLE = (1, 2)
+KIND_END, KIND_NEURAL, KIND_STORED, KIND_SEGMENTED = 0, 1, 2, 3
+_KINDS = {1: (KIND_NEURAL, KIND_STORED), 2: (KIND_SEGMENTED,)}
 _FLAG_CONTENT_SIZE = 1
 _MAX_HEADER_BODY = 8192
 _MAX_TEXT = 4096
@@ -59,15 +73,27 @@ class Header:
     model_name: str
     env: str  # JSON description of the writer's llama.cpp build
     content_size: int | None = None
+    version: int = VERSION
 
 
 @dataclasses.dataclass(frozen=True)
 class Block:
     kind: int
     raw_len: int
-    payload: bytes = b""
-    counts: tuple = ()  # tokens per stream (neural blocks)
-    digest: bytes = b""  # of the original bytes (neural blocks)
+    payload: bytes = b""  # the model's payload (or a stored block's bytes)
+    counts: tuple = ()  # tokens per stream of the model's payload
+    digest: bytes = b""  # of the original bytes (neural and segmented blocks)
+    segments: tuple = ()  # (method, length) of each segment (segmented blocks)
+    coded: dict = dataclasses.field(default_factory=dict)  # classical method -> payload
+
+    def methods(self) -> dict:
+        """Bytes of the block per method, in method order."""
+        if self.kind != KIND_SEGMENTED:
+            return {classical.TEXT if self.kind == KIND_NEURAL else classical.RAW: self.raw_len}
+        out: dict = {}
+        for method, length in self.segments:
+            out[method] = out.get(method, 0) + length
+        return dict(sorted(out.items()))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,7 +168,7 @@ def pack_header(h: Header) -> bytes:
     for text in (h.model_name, h.env):
         raw = text.encode("utf-8")[:_MAX_TEXT]
         body += _varint(len(raw)) + raw
-    head = bytes([VERSION]) + struct.pack("<H", len(body)) + body
+    head = bytes([h.version]) + struct.pack("<H", len(body)) + body
     return MAGIC + head + struct.pack("<I", zlib.crc32(head))
 
 
@@ -150,10 +176,10 @@ def parse_header(buf) -> tuple[Header, int] | None:
     """Parse the header at the start of ``buf``: (header, end offset) or None."""
     if bytes(buf[:len(MAGIC)]) != MAGIC[:len(buf)]:
         raise FormatError("not a nacrith stream (bad magic bytes)")
-    if len(buf) >= len(MAGIC) + 1 and buf[len(MAGIC)] != VERSION:
+    if len(buf) >= len(MAGIC) + 1 and buf[len(MAGIC)] not in READABLE:
         raise FormatError(
             f"unsupported nacrith format version {buf[len(MAGIC)]} (this build reads "
-            f"version {VERSION}); upgrade nacrith-codec to read it")
+            f"versions {', '.join(map(str, READABLE))}); upgrade nacrith-codec to read it")
     r = _Reader(buf, len(MAGIC) + 1)
     try:
         (body_len,) = struct.unpack("<H", r.take(2))
@@ -179,7 +205,7 @@ def parse_header(buf) -> tuple[Header, int] | None:
         name, env = r.text("model name"), r.text("environment")
     except _Reader.More:
         raise CorruptError("corrupt stream: header fields overrun the header") from None
-    return Header(config, sha, name, env, size), end
+    return Header(config, sha, name, env, size, buf[len(MAGIC)]), end
 
 
 # -- blocks --------------------------------------------------------------------
@@ -188,16 +214,65 @@ def _record(body: bytes) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def pack_neural(raw_len: int, counts, payload: bytes, raw_digest: bytes) -> bytes:
-    body = bytearray([KIND_NEURAL]) + _varint(raw_len) + _varint(len(counts))
-    for count in counts:
-        body += _varint(count)
-    body += _varint(len(payload)) + payload + raw_digest
-    return _record(bytes(body))
+def max_segments(raw_len: int) -> int:
+    """The most segments a block of ``raw_len`` bytes may have (segments.regions keeps below)."""
+    return raw_len // 16 + 2
 
 
-def pack_stored(raw: bytes) -> bytes:
-    return _record(bytes([KIND_STORED]) + _varint(len(raw)) + raw)
+def pack_segmented(raw_len: int, segments, raw_digest: bytes, coded: dict,
+                   counts=(), neural: bytes = b"") -> bytes:
+    """A segmented block: ``segments`` lists (method, length); ``coded`` maps each
+    classical method used to its payload, the model's payload is ``neural``."""
+    if len(segments) > max_segments(raw_len):
+        raise ValueError("too many segments for the block")
+    used = {method for method, _ in segments}
+    body = bytearray(_varint(raw_len) + _varint(len(segments)))
+    for method, length in segments:
+        body += bytes([method]) + _varint(length)
+    if classical.TEXT in used:
+        body += _varint(len(counts)) + b"".join(map(_varint, counts))
+        body += _varint(len(neural)) + neural
+    for method in classical.CODECS:
+        if method in used:
+            body += _varint(len(coded[method])) + coded[method]
+    if classical.RAW in used:
+        body += coded[classical.RAW]
+    body += raw_digest
+    return _record(bytes([KIND_SEGMENTED]) + _varint(len(body)) + bytes(body))
+
+
+def _parse_segmented(r: "_Reader", header: Header) -> Block:
+    limit = header.config.block_size
+    body = _Reader(r.take(r.varint(2 * limit + 4096, "record length")))  # all here: one pass
+    try:
+        raw_len = body.varint(limit, "block length")
+        n = body.varint(max_segments(raw_len), "segment count")
+        segments = tuple((body.take(1)[0], body.varint(raw_len, "segment length")) for _ in range(n))
+        sizes: dict = {}
+        for method, length in segments:
+            if method not in classical.NAMES or not length:
+                raise CorruptError(f"corrupt stream: bad segment (method {method}, {length} bytes)")
+            sizes[method] = sizes.get(method, 0) + length
+        if sum(sizes.values()) != raw_len:
+            raise CorruptError("corrupt stream: the segments do not add up to the block")
+        counts, neural = (), b""
+        if classical.TEXT in sizes:
+            n_streams = body.varint(header.config.streams, "stream count")
+            counts = tuple(body.varint(sizes[classical.TEXT], "stream length")
+                           for _ in range(n_streams))
+            if sum(counts) > sizes[classical.TEXT] or not all(counts):
+                raise CorruptError("corrupt stream: stream lengths do not fit the block")
+            neural = body.take(body.varint(raw_len, "payload length"))
+        coded = {m: body.take(body.varint(2 * raw_len + 1024, "payload length"))
+                 for m in classical.CODECS if m in sizes}
+        if classical.RAW in sizes:
+            coded[classical.RAW] = body.take(sizes[classical.RAW])
+        digest_ = body.take(8)
+    except _Reader.More:
+        raise CorruptError("corrupt stream: a block's fields overrun its record") from None
+    if body.pos != len(body.buf):
+        raise CorruptError("corrupt stream: a block record is longer than its fields")
+    return Block(KIND_SEGMENTED, raw_len, neural, counts, digest_, segments, coded)
 
 
 def pack_end(total_len: int, index) -> bytes:
@@ -226,6 +301,10 @@ def parse_record(buf, pos: int, header: Header, max_blocks: int) -> tuple[Block 
             index = tuple((r.varint(limit, "block length"), r.varint(1 << 32, "record length"))
                           for _ in range(n_blocks))
             record = End(total, index)
+        elif kind not in _KINDS[header.version]:
+            raise CorruptError(f"corrupt stream: unknown record kind {kind} at offset {pos}")
+        elif kind == KIND_SEGMENTED:
+            record = _parse_segmented(r, header)
         elif kind == KIND_STORED:
             raw_len = r.varint(limit, "block length")
             record = Block(kind, raw_len, r.take(raw_len))
@@ -237,8 +316,6 @@ def parse_record(buf, pos: int, header: Header, max_blocks: int) -> tuple[Block 
                 raise CorruptError("corrupt stream: stream lengths do not fit the block")
             payload = r.take(r.varint(raw_len, "payload length"))
             record = Block(kind, raw_len, payload, counts, r.take(8))
-        else:
-            raise CorruptError(f"corrupt stream: unknown record kind {kind} at offset {pos}")
         _check_crc(buf, pos, r, "block")
         if kind == KIND_END:
             length, magic = struct.unpack("<I4s", r.take(FOOTER_SIZE))

@@ -28,7 +28,7 @@ class Engine:
         self.sha256 = fingerprint(path)
         self.model = llm.Model(path)
         self.tokenizer = Tokenizer(self.model)
-        self.env = json.dumps(llm.environment(), sort_keys=True)
+        self.env = json.dumps(llm.environment(), sort_keys=True, separators=(",", ":"))
         self._idle: dict[tuple, list] = {}
         self._pool_lock = threading.Lock()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import container
+from . import classical, container
 from .errors import TruncatedError
 
 
@@ -12,21 +12,22 @@ def describe(data: bytes) -> dict:
     if parsed is None:
         raise TruncatedError("the stream ends inside its header")
     header, pos = parsed
-    kinds = {container.KIND_NEURAL: 0, container.KIND_STORED: 0}
-    tokens = 0
+    blocks, tokens, methods = 0, 0, {}
     while True:
-        parsed = container.parse_record(data, pos, header, sum(kinds.values()))
+        parsed = container.parse_record(data, pos, header, blocks)
         if parsed is None:
             raise TruncatedError(f"the stream ends inside a block at offset {pos}")
         record, pos = parsed
         if isinstance(record, container.End):
             break
-        kinds[record.kind] += 1
+        blocks += 1
         tokens += sum(record.counts)
-    return {"format_version": container.VERSION, "model": header.model_name,
+        for method, size in record.methods().items():
+            name = classical.NAMES[method]
+            methods[name] = methods.get(name, 0) + size
+    return {"format_version": header.version, "model": header.model_name,
             "model_sha256": header.model_sha256.hex(), "config": header.config.as_dict(),
             "environment": header.env, "original_size": record.total_len,
-            "compressed_size": pos, "neural_blocks": kinds[container.KIND_NEURAL],
-            "stored_blocks": kinds[container.KIND_STORED], "tokens": tokens,
-            "bpb": 8 * pos / record.total_len if record.total_len else None,
+            "compressed_size": pos, "blocks": blocks, "bytes_by_method": methods,
+            "tokens": tokens, "bpb": 8 * pos / record.total_len if record.total_len else None,
             "trailing_bytes": len(data) - pos}

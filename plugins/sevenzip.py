@@ -48,9 +48,10 @@ class SevenZipDecompressor:
     """
 
     def __init__(self, properties: bytes = PROPERTIES, block_size: int | None = None):
-        if bytes(properties[:1]) != PROPERTIES:
+        if len(properties) < 1 or properties[0] not in container.READABLE:
             raise FormatError(f"7z coder properties {bytes(properties).hex()} name a nacrith "
-                              f"format this build cannot read (it reads version {container.VERSION})")
+                              "format this build cannot read (it reads versions "
+                              f"{', '.join(map(str, container.READABLE))})")
         self._decompressor = NacrithDecompressor()
 
     def decompress(self, data, max_length: int = -1) -> bytes:

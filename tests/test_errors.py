@@ -9,6 +9,7 @@ import pytest
 import nacrith_codec as nc
 from nacrith_codec import container
 from nacrith_codec.config import CodecConfig
+from nacrith_codec.inspect_stream import describe
 from conftest import SMALL
 
 
@@ -22,6 +23,16 @@ def stored():
     return nc.compress(random.Random(7).randbytes(300), **SMALL)
 
 
+@pytest.fixture(scope="module")
+def mixed(english):
+    """One block of three methods: model (text), a codec (zeros), raw (random bytes)."""
+    data = english[:40] + bytes(40) + english[40:80] + random.Random(8).randbytes(300)
+    packed = nc.compress(data, **SMALL)
+    methods = describe(packed)["bytes_by_method"]
+    assert len(methods) == 3 and {"model", "raw"} <= set(methods)
+    return packed
+
+
 def test_bad_magic_and_version(neural):
     with pytest.raises(nc.FormatError, match="bad magic"):
         nc.decompress(b"PK\x03\x04" + neural[4:])
@@ -31,8 +42,8 @@ def test_bad_magic_and_version(neural):
         nc.decompress(neural[:4] + b"\x09" + neural[5:])
 
 
-def test_every_truncation_is_detected(stored, neural):
-    for packed in (stored, neural):
+def test_every_truncation_is_detected(stored, neural, mixed):
+    for packed in (stored, neural, mixed):
         # neural: the cut points that leave its one block complete would decode it;
         # those are covered by the last few cuts only, the rest fail before decoding
         for cut in range(len(packed)):
@@ -45,9 +56,15 @@ def test_truncation_is_also_an_eof_error(neural):
         nc.decompress(neural[:-1])
 
 
-def test_every_single_bit_flip_is_detected(neural):
-    for i in range(len(neural) * 8):
-        damaged = bytearray(neural)
+@pytest.mark.parametrize("name", ["neural", "mixed"])
+def test_every_single_bit_flip_is_detected(name, request):
+    packed = request.getfixturevalue(name)
+    end = len(packed)
+    if name == "mixed":  # its end record is like neural's; a flip there costs a model decode
+        header, pos = container.parse_header(packed)
+        end = container.parse_record(packed, pos, header, 0)[1]
+    for i in range(end * 8):
+        damaged = bytearray(packed)
         damaged[i // 8] ^= 1 << (i % 8)
         with pytest.raises(nc.NacrithError):
             nc.decompress(bytes(damaged))
@@ -57,8 +74,8 @@ def _forge(packed, mutate):
     """Re-pack the first block record after ``mutate``, with a valid CRC."""
     header, pos = container.parse_header(packed)
     block, end = container.parse_record(packed, pos, header, 0)
-    forged = mutate(block)
-    record = container.pack_neural(forged.raw_len, forged.counts, forged.payload, forged.digest)
+    f = mutate(block)
+    record = container.pack_segmented(f.raw_len, f.segments, f.digest, f.coded, f.counts, f.payload)
     return packed[:pos] + record + packed[end:]
 
 
@@ -76,11 +93,33 @@ def test_damaged_payload_behind_a_valid_crc(neural):
         nc.decompress(_forge(neural, flip))
 
 
-def _header_with(**fields):
+def test_damaged_classical_payload_behind_a_valid_crc(mixed):
+    from dataclasses import replace
+    header, pos = container.parse_header(mixed)
+    for method in container.parse_record(mixed, pos, header, 0)[0].coded:  # a codec and raw
+        def flip(b):
+            payload = b.coded[method]
+            return replace(b, coded={**b.coded, method: bytes([payload[0] ^ 0x55]) + payload[1:]})
+        with pytest.raises(nc.CorruptError):
+            nc.decompress(_forge(mixed, flip))
+
+
+@pytest.mark.parametrize("segments, message", [
+    (((1, 10),), "do not add up"),  # fewer bytes than the block
+    (((0, 80), (9, 340)), "bad segment"),  # an unknown method
+    (((0, 80), (1, 0), (1, 340)), "bad segment"),  # an empty segment
+])
+def test_forged_segment_tables_are_rejected(mixed, segments, message):
+    from dataclasses import replace
+    with pytest.raises(nc.CorruptError, match=message):
+        nc.decompress(_forge(mixed, lambda b: replace(b, segments=segments)))
+
+
+def _header_with(version=container.VERSION, **fields):
     cfg = CodecConfig()
     for k, v in fields.items():
         object.__setattr__(cfg, k, v)
-    return container.pack_header(container.Header(cfg, bytes(32), "m", "{}", None))
+    return container.pack_header(container.Header(cfg, bytes(32), "m", "{}", None, version))
 
 
 @pytest.mark.parametrize("fields", [dict(block_size=1 << 40), dict(streams=10**6),
@@ -91,10 +130,15 @@ def test_hostile_header_values_are_rejected(fields):
 
 
 def test_hostile_lengths_are_rejected_before_buffering():
+    v = container._varint
     header, _ = container.parse_header(_header_with())
-    body = bytes([container.KIND_STORED]) + container._varint(1 << 60)
+    for record in (v(container.KIND_SEGMENTED) + v(1 << 60),  # a huge record
+                   v(container.KIND_SEGMENTED) + v(20) + v(1000) + v(1 << 40)):  # many segments
+        with pytest.raises(nc.CorruptError, match="exceeds its limit"):
+            container.parse_record(record + bytes(30), 0, header, 0)
+    header, _ = container.parse_header(_header_with(version=1))
     with pytest.raises(nc.CorruptError, match="exceeds its limit"):
-        container.parse_record(body, 0, header, 0)
+        container.parse_record(bytes([container.KIND_STORED]) + v(1 << 60), 0, header, 0)
     # a huge header length is refused, not awaited
     head = container.MAGIC + bytes([container.VERSION]) + struct.pack("<H", 60000)
     with pytest.raises(nc.CorruptError, match="header length"):

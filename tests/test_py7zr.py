@@ -116,3 +116,14 @@ def test_7zip_lists_the_archive(tmp_path, english):
     assert listing.returncode == 0 and "hello.txt" in listing.stdout
     extract = subprocess.run(["7zz", "t", str(archive)], capture_output=True, text=True)
     assert extract.returncode != 0 and "Unsupported" in extract.stdout + extract.stderr
+
+
+def test_coder_properties_name_the_format_version():
+    from nacrith_codec import container
+    from nacrith_codec.plugins.sevenzip import PROPERTIES, SevenZipDecompressor
+
+    assert PROPERTIES == bytes([container.VERSION])
+    for version in container.READABLE:  # archives written by earlier releases still open
+        SevenZipDecompressor(bytes([version]))
+    with pytest.raises(nc.FormatError, match="cannot read"):
+        SevenZipDecompressor(b"\x09")
