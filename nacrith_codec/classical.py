@@ -32,6 +32,7 @@ NAMES = {TEXT: "model", RAW: "raw", LZMA: "lzma", ZSTD: "zstd", PPMD: "ppmd"}
 CODECS = (LZMA, ZSTD, PPMD)  # the methods that compress
 
 _PPMD_ORDER, _PPMD_MEMORY = 6, 16 << 20
+_ZSTD_LIMITS = {zstd.DecompressionParameter.window_log_max: 24}  # 16 MiB, the largest block
 
 
 def _lzma_filters(size: int, preset: int | None = None) -> list[dict]:
@@ -66,7 +67,7 @@ def decompress(method: int, payload: bytes, size: int) -> bytes:
             out = d.decompress(payload, max_length=size)
             rest = b"" if d.eof and not d.unused_data else b"?"
         elif method == ZSTD:
-            d = zstd.ZstdDecompressor()
+            d = zstd.ZstdDecompressor(options=_ZSTD_LIMITS)  # a frame may not ask for more
             out = d.decompress(payload, max_length=size)
             rest = b"" if d.eof and not d.unused_data else b"?"
         elif method == PPMD:

@@ -179,3 +179,12 @@ def test_regions_cover_the_input_within_the_segment_limit(pieces):
     assert all(r for _, r in found)
     assert all(a[0] != b[0] for a, b in zip(found, found[1:]))  # text and binary alternate
     assert len(found) <= max_segments(len(data))
+
+
+def test_a_zstd_frame_asking_for_a_huge_window_is_refused():
+    from nacrith_codec.classical import zstd
+    P = zstd.CompressionParameter
+    c = zstd.ZstdCompressor(options={P.window_log: 30, P.content_size_flag: 0})
+    frame = c.compress(b"x" * 1000) + c.flush()  # declares a 1 GiB window
+    with pytest.raises(nc.CorruptError, match="too much memory"):
+        classical.decompress(classical.ZSTD, frame, 1000)
