@@ -17,6 +17,7 @@ neither more bytes than that nor allocate a larger dictionary.
 from __future__ import annotations
 
 import lzma
+from concurrent.futures import ThreadPoolExecutor
 
 import pyppmd
 
@@ -92,10 +93,14 @@ def compress_fast(data: bytes) -> bytes:
 
 
 def best(data: bytes, methods=CODECS) -> tuple[int, bytes]:
-    """(method, payload) of the smallest coding of ``data``, RAW unless one is smaller."""
+    """(method, payload) of the smallest coding of ``data``, RAW unless one is smaller.
+
+    The codecs run in threads (each releases the GIL while it works).
+    """
+    with ThreadPoolExecutor(len(methods)) as pool:
+        payloads = list(pool.map(lambda method: compress(method, data), methods))
     choice = (RAW, bytes(data))
-    for method in methods:
-        payload = compress(method, data)
+    for method, payload in zip(methods, payloads):
         if len(payload) < len(choice[1]):
             choice = (method, payload)
     return choice
