@@ -95,7 +95,7 @@ def compress_fast(data: bytes) -> bytes:
 def best(data: bytes, methods=CODECS) -> tuple[int, bytes]:
     """(method, payload) of the smallest coding of ``data``, RAW unless one is smaller.
 
-    The codecs run in threads (each releases the GIL while it works).
+    The codecs run in threads: lzma and zstd release the GIL while they work.
     """
     with ThreadPoolExecutor(len(methods)) as pool:
         payloads = list(pool.map(lambda method: compress(method, data), methods))
