@@ -99,10 +99,13 @@ class BlockCoder:
         if self.progress:
             self.progress(len(data) - self._done)  # what the model did not cover
         record, segments = best
+        self._count(segments)
+        return record
+
+    def _count(self, segments):
         for method, length in segments:
             name = classical.NAMES[method]
             self.stats["segments"][name] = self.stats["segments"].get(name, 0) + length
-        return record
 
     def _record(self, data, digest, parts, text=((), b"")) -> tuple[bytes, list]:
         """(record, segments) for parts [(role, bytes)]: the _PACK parts coded together by
@@ -175,6 +178,7 @@ class BlockCoder:
             data = bytes(out)
         if self.progress:
             self.progress(block.raw_len - self._done)
+        self._count(block.methods().items())
         return data
 
     def _model_decode(self, counts, payload: bytes, size: int) -> bytes:

@@ -151,8 +151,10 @@ def _code_file(args, src: str, dst: str | None):
     rate = stats.get("tokens", 0) / seconds if seconds else 0.0
     name = "stdin" if stdin else src
     target = "OK (verified)" if args.test else "stdout" if dst is None else dst
+    methods = " ".join(f"{k} {v}" for k, v in stats.get("segments", {}).items())
     return (f"{name}: {n_in} -> {n_out} bytes, {bpb:.3f} bits/byte, "
-            f"{stats.get('tokens', 0)} tokens at {rate:.1f} tokens/s, {seconds:.1f} s -> {target}")
+            f"{stats.get('tokens', 0)} tokens at {rate:.1f} tokens/s, {seconds:.1f} s"
+            f"{f' (bytes by method: {methods})' if methods else ''} -> {target}")
 
 
 def _target(args, src: str) -> str | None:
