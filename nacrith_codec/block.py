@@ -86,6 +86,7 @@ class BlockCoder:
         longer win, and stops as soon as it is spent.
         """
         self._done = 0  # input bytes the model has covered (progress, give_up)
+        self._coded = {}  # group of bytes -> its best classical coding, for this block
         digest = container.digest(data)
         regions = self.tokenizer.regions(data)
         roles = [_RAW if not is_text and _incompressible(r) else _PACK for is_text, r in regions]
@@ -93,9 +94,12 @@ class BlockCoder:
         if len(regions) > 1:  # otherwise that was the whole-block coding
             best = min(best, self._record(data, digest, [(_PACK, data)]), key=_size)
         if any(is_text for is_text, _ in regions):
-            parts = [[(TEXT if is_text else role, r) for (is_text, r), role in zip(regions, roles)],
-                     [(TEXT if is_text else _PACK, r) for is_text, r in regions]]
-            best = min(best, self._model_record(data, digest, parts, _size(best)) or best, key=_size)
+            choices = [[(TEXT if is_text else role, r) for (is_text, r), role in zip(regions, roles)]]
+            if _RAW in roles:  # the probe may call raw what a strong codec still shrinks
+                choices.append([(TEXT if is_text else _PACK, r) for is_text, r in regions])
+            best = min(best, self._model_record(data, digest, choices, _size(best)) or best,
+                       key=_size)
+        self._coded = {}
         if self.progress:
             self.progress(len(data) - self._done)  # what the model did not cover
         record, segments = best
@@ -111,7 +115,9 @@ class BlockCoder:
         """(record, segments) for parts [(role, bytes)]: the _PACK parts coded together by
         their best codec, _RAW parts stored, TEXT parts by ``text`` = (counts, payload)."""
         group = b"".join(b for role, b in parts if role == _PACK)
-        method, payload = classical.best(group) if group else (RAW, b"")
+        if group not in self._coded:
+            self._coded[group] = classical.best(group) if group else (RAW, b"")
+        method, payload = self._coded[group]
         coded = {method: payload} if method != RAW else {}
         methods = [{_PACK: method, _RAW: RAW}.get(role, TEXT) for role, _ in parts]
         raw = b"".join(b for m, (_, b) in zip(methods, parts) if m == RAW)
@@ -135,8 +141,9 @@ class BlockCoder:
         text = b"".join(texts)
         symbols = self.tokenizer.tokenize(text, [s for r in texts for s in self.tokenizer.segments(r)])
         counts = self.split(len(symbols))
-        rest, parts = min((_size(self._record(data, digest, p, (counts, b""))), p) for p in choices)
-        budget = 8 * (to_beat - rest)
+        sizes = [_size(self._record(data, digest, p, (counts, b""))) for p in choices]
+        parts = choices[sizes.index(min(sizes))]
+        budget = 8 * (to_beat - min(sizes))
         grid = np.zeros((len(counts), counts[0]), dtype=np.int32)
         offset = 0
         for i, count in enumerate(counts):
