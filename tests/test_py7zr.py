@@ -120,10 +120,11 @@ def test_7zip_lists_the_archive(tmp_path, english):
 
 def test_coder_properties_name_the_format_version():
     from nacrith_codec import container
+    from nacrith_codec import FormatError
     from nacrith_codec.plugins.sevenzip import PROPERTIES, SevenZipDecompressor
 
     assert PROPERTIES == bytes([container.VERSION])
     for version in container.READABLE:  # archives written by earlier releases still open
         SevenZipDecompressor(bytes([version]))
-    with pytest.raises(nc.FormatError, match="cannot read"):
+    with pytest.raises(FormatError, match="cannot read"):
         SevenZipDecompressor(b"\x09")
