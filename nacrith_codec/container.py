@@ -90,10 +90,14 @@ class Block:
         """Bytes of the block per method, in method order."""
         if self.kind != KIND_SEGMENTED:
             return {classical.TEXT if self.kind == KIND_NEURAL else classical.RAW: self.raw_len}
-        out: dict = {}
-        for method, length in self.segments:
-            out[method] = out.get(method, 0) + length
-        return dict(sorted(out.items()))
+        return dict(sorted(_method_sizes(self.segments).items()))
+
+
+def _method_sizes(segments) -> dict:
+    out: dict = {}
+    for method, length in segments:
+        out[method] = out.get(method, 0) + length
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,6 +245,16 @@ def pack_segmented(raw_len: int, segments, raw_digest: bytes, coded: dict,
     return _record(bytes([KIND_SEGMENTED]) + _varint(len(body)) + bytes(body))
 
 
+def _parse_model_part(r: "_Reader", header: Header, text_len: int,
+                      payload_limit: int) -> tuple[tuple, bytes]:
+    """Tokens per stream and the range coder's payload, for ``text_len`` bytes of text."""
+    n_streams = r.varint(header.config.streams, "stream count")
+    counts = tuple(r.varint(text_len, "stream length") for _ in range(n_streams))
+    if sum(counts) > text_len or not all(counts):
+        raise CorruptError("corrupt stream: stream lengths do not fit the block")
+    return counts, r.take(r.varint(payload_limit, "payload length"))
+
+
 def _parse_segmented(r: "_Reader", header: Header) -> Block:
     limit = header.config.block_size
     body = _Reader(r.take(r.varint(2 * limit + 4096, "record length")))  # all here: one pass
@@ -248,21 +262,15 @@ def _parse_segmented(r: "_Reader", header: Header) -> Block:
         raw_len = body.varint(limit, "block length")
         n = body.varint(max_segments(raw_len), "segment count")
         segments = tuple((body.take(1)[0], body.varint(raw_len, "segment length")) for _ in range(n))
-        sizes: dict = {}
         for method, length in segments:
             if method not in classical.NAMES or not length:
                 raise CorruptError(f"corrupt stream: bad segment (method {method}, {length} bytes)")
-            sizes[method] = sizes.get(method, 0) + length
+        sizes = _method_sizes(segments)
         if sum(sizes.values()) != raw_len:
             raise CorruptError("corrupt stream: the segments do not add up to the block")
         counts, neural = (), b""
         if classical.TEXT in sizes:
-            n_streams = body.varint(header.config.streams, "stream count")
-            counts = tuple(body.varint(sizes[classical.TEXT], "stream length")
-                           for _ in range(n_streams))
-            if sum(counts) > sizes[classical.TEXT] or not all(counts):
-                raise CorruptError("corrupt stream: stream lengths do not fit the block")
-            neural = body.take(body.varint(raw_len, "payload length"))
+            counts, neural = _parse_model_part(body, header, sizes[classical.TEXT], raw_len)
         coded = {m: body.take(body.varint(2 * raw_len + 1024, "payload length"))
                  for m in classical.CODECS if m in sizes}
         if classical.RAW in sizes:
@@ -310,11 +318,7 @@ def parse_record(buf, pos: int, header: Header, max_blocks: int) -> tuple[Block 
             record = Block(kind, raw_len, r.take(raw_len))
         elif kind == KIND_NEURAL:
             raw_len = r.varint(limit, "block length")
-            n_streams = r.varint(header.config.streams, "stream count")
-            counts = tuple(r.varint(raw_len, "stream length") for _ in range(n_streams))
-            if sum(counts) > raw_len or not all(counts):
-                raise CorruptError("corrupt stream: stream lengths do not fit the block")
-            payload = r.take(r.varint(raw_len, "payload length"))
+            counts, payload = _parse_model_part(r, header, raw_len, raw_len)
             record = Block(kind, raw_len, payload, counts, r.take(8))
         _check_crc(buf, pos, r, "block")
         if kind == KIND_END:
