@@ -1,0 +1,23 @@
+"""Adaptive log-space bias head: one learned offset per vocabulary entry.
+
+Added to the mixed logits, it learns by online gradient descent on the coded
+symbols' cross-entropy (gradient ``p - onehot``, summed over the streams of a
+step) which tokens this text uses more or less often than the model expects:
+names, spelling, markup.  Learning is one vectorized update per step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class BiasHead:
+    def __init__(self, n_vocab: int, rate: float):
+        self.rate = rate
+        self.bias = np.zeros(n_vocab, dtype=np.float64)
+
+    def learn(self, probs: np.ndarray, symbols: np.ndarray):
+        """probs (S, V) of the rows that coded ``symbols`` (S,), all below V."""
+        grad = probs.sum(axis=0)
+        np.subtract.at(grad, symbols, 1.0)
+        self.bias -= self.rate * grad
