@@ -41,8 +41,8 @@ class Engine:
             return _engines[key]
 
     @contextlib.contextmanager
-    def context(self, config, threads: int | None = None):
-        key = (config.streams, config.window, config.slide, config.sink, threads)
+    def context(self, config, threads: int | None = None, pending: int = 1):
+        key = (config.streams, config.window, config.slide, config.sink, threads, pending)
         with self._pool_lock:
             idle = self._idle.setdefault(key, [])
             ctx = idle.pop() if idle else None

@@ -92,20 +92,24 @@ class Model:
 class Context:
     """B streams decoded in lockstep with a sliding window of ``window`` tokens.
 
-    Invariant: at every step all live streams hold the same number of cached
-    tokens (they start together), so they all slide at the same step.  A slide
-    drops ``slide`` tokens after the first ``sink`` ones and shifts the rest
-    down; nothing is ever re-evaluated.
+    Each stream holds the tokens waiting to be fed (``push``); ``step(rows)``
+    feeds the waiting tokens of the given streams in one llama_batch and
+    returns the logits after the last token of each.  Without skipping every
+    stream waits with exactly one token at every step.  A stream slides when
+    its waiting tokens would overflow its window: it drops ``slide`` tokens
+    after the first ``sink`` ones and shifts the rest down; nothing is ever
+    re-evaluated.
     """
 
     def __init__(self, model: Model, streams: int, window: int, slide: int, sink: int,
-                 threads: int | None = None):
+                 threads: int | None = None, pending: int = 1):
         L = _llama()
         self.model, self.streams = model, streams
         self.window, self.slide, self.sink = window, slide, sink
         params = L.llama_context_default_params()
         params.n_ctx = streams * window
-        params.n_batch = params.n_ubatch = max(streams, 8)
+        capacity = streams * pending
+        params.n_batch = params.n_ubatch = max(capacity, 8)
         params.n_seq_max = streams
         # Both change speed and logits: pinned, never left to llama.cpp's "auto".
         params.kv_unified = False  # each stream attends over its own cells only (2-3x faster)
@@ -118,43 +122,58 @@ class Context:
             raise NacrithError(f"llama.cpp could not create a context for {streams} x {window} tokens")
         weakref.finalize(self, L.llama_free, self.ptr)
         self.memory = L.llama_get_memory(self.ptr)
-        self.batch = L.llama_batch_init(streams, 0, 1)
+        self.batch = L.llama_batch_init(capacity, 0, 1)
         weakref.finalize(self, L.llama_batch_free, self.batch)
-        b = self.batch
-        for i in range(streams):
-            b.seq_id[i][0] = i
-            b.n_seq_id[i] = 1
-            b.logits[i] = 1
-        self._token = np.ctypeslib.as_array(b.token, (streams,))
-        self._pos = np.ctypeslib.as_array(b.pos, (streams,))
-        self.cached = 0
+        for i in range(capacity):
+            self.batch.n_seq_id[i] = 1
+        self._token = np.ctypeslib.as_array(self.batch.token, (capacity,))
+        self._pos = np.ctypeslib.as_array(self.batch.pos, (capacity,))
+        self._logits = np.ctypeslib.as_array(self.batch.logits, (capacity,))
+        self._seq = [self.batch.seq_id[i] for i in range(capacity)]
+        self.waiting = np.zeros((streams, pending), dtype=np.int32)
+        self.pending = np.zeros(streams, dtype=np.int64)
+        self.cached = np.zeros(streams, dtype=np.int64)
 
     def reset(self):
         _llama().llama_memory_clear(self.memory, True)
-        self.cached = 0
+        self.cached[:] = 0
+        self.pending[:] = 0
 
-    def _slide(self, live: int):
+    def push(self, tokens: np.ndarray):
+        """Append tokens[i] to the waiting tokens of stream i, for the first len(tokens)."""
+        live = len(tokens)
+        self.waiting[np.arange(live), self.pending[:live]] = tokens
+        self.pending[:live] += 1
+
+    def _slide(self, seq: int):
         L, lo, hi = _llama(), self.sink, self.sink + self.slide
-        for seq in range(live):
-            L.llama_memory_seq_rm(self.memory, seq, lo, hi)
-            L.llama_memory_seq_add(self.memory, seq, hi, -1, -self.slide)
-        self.cached -= self.slide
+        L.llama_memory_seq_rm(self.memory, seq, lo, hi)
+        L.llama_memory_seq_add(self.memory, seq, hi, -1, -self.slide)
+        self.cached[seq] -= self.slide
 
-    def step(self, tokens: np.ndarray) -> np.ndarray:
-        """Feed tokens[i] to stream i for the first len(tokens) streams.
+    def step(self, rows) -> np.ndarray:
+        """Feed the waiting tokens of streams ``rows`` (ascending).
 
-        Returns their next-token logits, shape (len(tokens), n_vocab): a view
+        Returns their next-token logits, shape (len(rows), n_vocab): a view
         into llama.cpp's buffer, valid until the next step.
         """
-        L, live = _llama(), len(tokens)
-        if self.cached == self.window:
-            self._slide(live)
-        self.batch.n_tokens = live
-        self._token[:live] = tokens
-        self._pos[:live] = self.cached
+        L, n = _llama(), 0
+        for seq in rows:
+            k = int(self.pending[seq])
+            while self.cached[seq] + k > self.window:
+                self._slide(seq)
+            self._token[n:n + k] = self.waiting[seq, :k]
+            self._pos[n:n + k] = np.arange(self.cached[seq], self.cached[seq] + k)
+            self._logits[n:n + k] = 0
+            self._logits[n + k - 1] = 1
+            for i in range(n, n + k):
+                self._seq[i][0] = seq
+            n += k
+            self.cached[seq] += k
+            self.pending[seq] = 0
+        self.batch.n_tokens = n
         rc = L.llama_decode(self.ptr, self.batch)
         if rc != 0:
             raise NacrithError(f"llama_decode failed with code {rc}")
-        self.cached += 1
         ptr = L.llama_get_logits(self.ptr)
-        return np.ctypeslib.as_array(ptr, (live, self.model.n_vocab))
+        return np.ctypeslib.as_array(ptr, (len(rows), self.model.n_vocab))
