@@ -36,10 +36,10 @@ class BlockCoder:
     def __init__(self, engine, config, threads=None, progress=None):
         self.engine, self.config, self.threads = engine, config, threads
         self.tokenizer = tok = engine.tokenizer
-        self.predictor = Predictor(tok.n_vocab, config.streams, never=tok.never)
+        self.predictor = Predictor(tok.n_vocab, config.streams, tok.never, config)
         self._piece_len = tok.piece_len
         self.progress = progress
-        self.stats = {"tokens": 0, "seconds": 0.0, "model_bits": 0.0, "coded_bits": 0,
+        self.stats = {"tokens": 0, "model_steps": 0, "seconds": 0.0, "model_bits": 0.0, "coded_bits": 0,
                       "segments": {}}  # input bytes per coding method
 
     def split(self, n: int) -> list[int]:
@@ -54,16 +54,22 @@ class BlockCoder:
         """The lockstep schedule; ``give_up(bytes_done)`` may stop an encoder early."""
         start = time.perf_counter()
         lengths = np.array(counts)
-        inputs = np.full(len(counts), self.engine.model.bos, dtype=np.int32)
-        llm_input = self.tokenizer.llm_input
-        with self.engine.context(self.config, self.threads) as ctx:
+        llm_input, predictor = self.tokenizer.llm_input, self.predictor
+        pending, steps = self.config.max_pending, 0
+        with self.engine.context(self.config, self.threads, pending) as ctx:
             ctx.reset()
+            ctx.push(np.full(len(counts), self.engine.model.bos, dtype=np.int32))
+            predictor.start(counts)
             for t in range(counts[0] if counts else 0):
                 live = int(np.count_nonzero(lengths > t))
-                probs = self.predictor(ctx.step(inputs[:live]))
+                skip = predictor.skips(live, ctx.pending[:live] < pending)
+                rows = np.flatnonzero(~skip)
+                probs = predictor.mix(ctx.step(rows) if len(rows) else None, skip)
                 symbols = coder.code(grid[:live, t], probs)
                 grid[:live, t] = symbols
-                inputs[:live] = llm_input[symbols]
+                ctx.push(llm_input[symbols])
+                predictor.update(symbols, skip)
+                steps += len(rows)
                 step_bytes = int(self._piece_len[symbols].sum())
                 self._done += step_bytes
                 if self.progress:
@@ -72,6 +78,7 @@ class BlockCoder:
                         and give_up(self._done)):
                     return False
         self.stats["tokens"] += int(lengths.sum())
+        self.stats["model_steps"] += steps  # rows the model evaluated (the rest skipped it)
         self.stats["seconds"] += time.perf_counter() - start
         return True
 

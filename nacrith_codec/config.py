@@ -16,6 +16,10 @@ from .errors import FormatError
 MAX_BLOCK_SIZE = 16 << 20
 MAX_STREAMS = 64
 MAX_WINDOW = 8192  # SmolLM2's training context; larger models can lift it in a new version
+#: The settings that switch every online predictor off: the model's probabilities only.
+MODEL_ALONE = dict(ngram_order=0, match_min=0, bias_rate_ppm=0, mixer_rate_ppm=0, skip_ppm=0)
+MAX_NGRAM_ORDER = 8
+MAX_TABLE_BITS = 22  # 2**22 N-gram buckets: 144 MiB per block coder at most
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +36,14 @@ class CodecConfig:
     slide: tokens dropped from the cache when it is full.
     sink: tokens at the start of the cache that are never dropped (the BOS
         token, an "attention sink").
+    ngram_order: N of the token N-gram predictor (orders 1..N; 0 = off).
+    ngram_bits: log2 of the N-gram table's buckets (its memory bound).
+    match_min: shortest repeat the match model follows, in tokens (0 = off).
+    bias_rate_ppm: learning rate of the bias head, in millionths (0 = off).
+    mixer_rate_ppm: learning rate of the mixer's weights, in millionths
+        (0 = fixed weights).
+    skip_ppm: a stream skips the model for a step when the cheap predictors
+        give one token at least this probability, in millionths (0 = never).
     """
 
     block_size: int = 256 << 10
@@ -40,6 +52,12 @@ class CodecConfig:
     window: int = 1024
     slide: int = 256
     sink: int = 1
+    ngram_order: int = 4
+    ngram_bits: int = 18
+    match_min: int = 6
+    bias_rate_ppm: int = 100000
+    mixer_rate_ppm: int = 2000
+    skip_ppm: int = 950000
 
     def __post_init__(self):
         self.validate(ValueError)
@@ -52,11 +70,34 @@ class CodecConfig:
             (8 <= self.window <= MAX_WINDOW, f"window must be 8..{MAX_WINDOW}"),
             (0 <= self.sink < self.window // 2, "sink must be below window/2"),
             (1 <= self.slide <= self.window - self.sink - 1, "slide must be 1..window-sink-1"),
+            (0 <= self.ngram_order <= MAX_NGRAM_ORDER, f"ngram_order must be 0..{MAX_NGRAM_ORDER}"),
+            (10 <= self.ngram_bits <= MAX_TABLE_BITS, f"ngram_bits must be 10..{MAX_TABLE_BITS}"),
+            (self.match_min == 0 or 2 <= self.match_min <= 32, "match_min must be 0 or 2..32"),
+            (0 <= self.bias_rate_ppm <= 10**6, "bias_rate_ppm must be 0..1000000"),
+            (0 <= self.mixer_rate_ppm <= 10**6, "mixer_rate_ppm must be 0..1000000"),
+            (0 <= self.skip_ppm <= 10**6, "skip_ppm must be 0..1000000"),
+            (not self.skips or self.match_min, "skip needs the match model (match_min > 0)"),
         ]
         for ok, message in checks:
             if not ok:
                 raise error(f"invalid codec parameters {self}: {message}")
         return self
+
+    @property
+    def ensemble(self) -> bool:
+        """Whether any online predictor refines the model's probabilities."""
+        return bool(self.ngram_order or self.match_min or self.bias_rate_ppm
+                    or self.mixer_rate_ppm)
+
+    @property
+    def skips(self) -> bool:
+        return 0 < self.skip_ppm < 10**6
+
+    @property
+    def max_pending(self) -> int:
+        """Tokens a stream may hold back from the model (skipped ones + 1): at most 32,
+        and few enough that one slide of the window always makes room for them."""
+        return min(32, self.window - self.sink - self.slide) if self.skips else 1
 
     def replace(self, **changes) -> "CodecConfig":
         return dataclasses.replace(self, **changes)

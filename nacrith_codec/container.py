@@ -2,10 +2,12 @@
 
     stream  := header block* end
     header  := "NACR" version:u8 body_len:u16le body crc32:u32le
-    body    := flags:u8 model_sha256:32B block_size streams min_stream_tokens
-               window slide sink [content_size] name:str env:str   (varints)
+    body    := flags:u8 model_sha256:32B config [content_size] name:str env:str  (varints)
+    config  := block_size streams min_stream_tokens window slide sink
+               ngram_order ngram_bits match_min bias_rate_ppm mixer_rate_ppm skip_ppm
+               (versions 1 and 2 end after sink: the model alone, no ensemble)
     block   := kind:u8 ...fields... crc32:u32le        (crc over the record)
-      SEGMENTED  body_len body                          (version 2)
+      SEGMENTED  body_len body                          (versions 2 and 3)
         body := raw_len n_segments (method:u8 length)*n_segments
                 [n_streams count*n_streams payload_len payload]   if a segment is TEXT
                 [payload_len payload] for LZMA, ZSTD, PPMD in that order, if used
@@ -45,20 +47,24 @@ import struct
 import zlib
 
 from . import classical
-from .config import CodecConfig
+from .config import MODEL_ALONE, CodecConfig
 from .errors import CorruptError, FormatError
 
 MAGIC = b"NACR"
 FOOTER_MAGIC = b"NACE"
 FOOTER_SIZE = 8
-VERSION = 2  # written; every version in READABLE is read
-READABLE = (1, 2)
+VERSION = 3  # written; every version in READABLE is read
+READABLE = (1, 2, 3)
 KIND_END, KIND_NEURAL, KIND_STORED, KIND_SEGMENTED = 0, 1, 2, 3
-_KINDS = {1: (KIND_NEURAL, KIND_STORED), 2: (KIND_SEGMENTED,)}
+_KINDS = {1: (KIND_NEURAL, KIND_STORED), 2: (KIND_SEGMENTED,), 3: (KIND_SEGMENTED,)}
 _FLAG_CONTENT_SIZE = 1
 _MAX_HEADER_BODY = 8192
 _MAX_TEXT = 4096
 _CONFIG_FIELDS = [f.name for f in dataclasses.fields(CodecConfig)]
+
+
+def _config_fields(version: int) -> list[str]:
+    return _CONFIG_FIELDS if version >= 3 else _CONFIG_FIELDS[:_CONFIG_FIELDS.index("sink") + 1]
 
 
 def digest(data: bytes) -> bytes:
@@ -165,7 +171,7 @@ def _check_crc(buf, start: int, reader: _Reader, what: str):
 def pack_header(h: Header) -> bytes:
     body = bytearray([_FLAG_CONTENT_SIZE if h.content_size is not None else 0])
     body += h.model_sha256
-    for name in _CONFIG_FIELDS:
+    for name in _config_fields(h.version):
         body += _varint(getattr(h.config, name))
     if h.content_size is not None:
         body += _varint(h.content_size)
@@ -200,7 +206,9 @@ def parse_header(buf) -> tuple[Header, int] | None:
         if flags & ~_FLAG_CONTENT_SIZE:
             raise FormatError(f"unsupported header flags {flags:#x}; upgrade nacrith-codec")
         sha = r.take(32)
-        values = {name: r.varint(1 << 32, name) for name in _CONFIG_FIELDS}
+        version = buf[len(MAGIC)]
+        values = {**CodecConfig().as_dict(), **MODEL_ALONE}  # versions 1-2 had no ensemble
+        values.update((name, r.varint(1 << 32, name)) for name in _config_fields(version))
         config = CodecConfig.__new__(CodecConfig)
         for name, value in values.items():
             object.__setattr__(config, name, value)

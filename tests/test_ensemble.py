@@ -1,0 +1,141 @@
+"""The online predictors: each one switches off, the skip schedule replays exactly,
+and the ensemble's memory does not grow with the input beyond its history."""
+
+import numpy as np
+import pytest
+
+import nacrith_codec as nc
+from conftest import SMALL
+from nacrith_codec import container
+from nacrith_codec.config import MODEL_ALONE, CodecConfig
+from nacrith_codec.history import History
+from nacrith_codec.match import MatchModel
+from nacrith_codec.ngram import NGram
+from nacrith_codec.predict import Predictor
+
+VARIANTS = {
+    "all": {},
+    "model-alone": MODEL_ALONE,
+    "no-ngram": dict(ngram_order=0),
+    "no-match": dict(match_min=0, skip_ppm=0),
+    "no-bias": dict(bias_rate_ppm=0),
+    "fixed-mixer": dict(mixer_rate_ppm=0),
+    "no-skip": dict(skip_ppm=0),
+}
+
+
+@pytest.fixture(scope="module")
+def repetitive(alice) -> bytes:
+    """A paragraph and two copies of it, each copy with one word changed: matches run
+    long and break."""
+    start = alice.index(b"There was nothing so VERY remarkable")
+    para = alice[start:start + 300]
+    return para + para.replace(b"Rabbit", b"Rabbits") + para.replace(b"nothing", b"naught")
+
+
+@pytest.fixture(scope="module")
+def coded(repetitive):
+    out = {}
+    for name, options in VARIANTS.items():
+        c = nc.NacrithCompressor(**SMALL, **options)
+        out[name] = c.compress(repetitive) + c.flush(), c.stats
+    return out
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_every_component_on_and_off_round_trips(coded, repetitive, name):
+    stream, stats = coded[name]
+    d = nc.NacrithDecompressor()
+    assert d.decompress(stream) == repetitive
+    assert d.stats["model_steps"] == stats["model_steps"]  # the same schedule
+    header, _ = container.parse_header(stream)
+    assert header.config == CodecConfig(**SMALL, **VARIANTS[name])
+
+
+@pytest.mark.parametrize("name", [n for n in VARIANTS if n != "all"])
+def test_every_switch_changes_the_coding(coded, name):
+    assert coded[name][0] != coded["all"][0]
+
+
+def test_the_ensemble_beats_the_model_alone_on_repeats(coded):
+    assert len(coded["all"][0]) < len(coded["model-alone"][0])
+
+
+def test_skip_fires_and_the_decoder_replays_its_schedule(coded):
+    _, stats = coded["all"]
+    assert stats["model_steps"] < 0.8 * stats["tokens"]  # the copies skip the model
+    assert coded["no-skip"][1]["model_steps"] == stats["tokens"]
+
+
+def test_skip_holds_back_at_most_max_pending_tokens(repetitive):
+    # a window so short that at most 7 tokens may wait: slides happen between skips
+    options = dict(streams=1, window=40, slide=32, sink=1)
+    c = nc.NacrithCompressor(**options)
+    stream = c.compress(repetitive) + c.flush()
+    assert CodecConfig(**options).max_pending == 7
+    assert c.stats["segments"] == {"model": len(repetitive)}
+    assert c.stats["model_steps"] < c.stats["tokens"]
+    assert nc.decompress(stream) == repetitive
+
+
+# -- the predictors on their own (no model) --------------------------------------------
+
+def test_ngram_counts_and_replaces_continuations():
+    ng = NGram(order=2, bits=10)
+    h = np.array([[11, 22], [11, 33]], dtype=np.uint64)  # two streams share an order-1 context
+    ng.update(h, np.array([5, 7]))
+    ng.update(h[:1], np.array([5]))
+    token, count = ng.lookup(h)
+    assert dict(zip(token[0, 0], count[0, 0]))[5] == 2.0
+    assert dict(zip(token[0, 0], count[0, 0]))[7] == 1.0
+    assert token[1, 1].tolist().count(7) == 1 and 5 not in token[1, 1]
+    for symbol in range(100, 110):  # more continuations than slots: the rarest go
+        ng.update(h[:1], np.array([symbol]))
+    token, _ = ng.lookup(h[:1])
+    assert 5 in token[0, 0] and 109 in token[0, 0]
+
+
+def test_ngram_detects_bucket_collisions():
+    ng = NGram(order=1, bits=10)
+    ng.update(np.array([[1]], dtype=np.uint64), np.array([9]))
+    other = np.array([[1 + (1 << 10) + (1 << 50)]], dtype=np.uint64)  # same bucket, other check
+    token, count = ng.lookup(other)
+    assert (token == -1).all() and (count == 0).all()
+
+
+def test_match_model_follows_repeats_across_streams():
+    seq = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3]
+    h = History([20, 20])
+    m = MatchModel(h, 2, min_len=3, bits=12)
+    prev = None
+    for t in range(20):
+        symbols = np.array([seq[t % 10], seq[(t + 5) % 10] + 100 * (t < 10)])
+        h.append(symbols)
+        hashes = h.hashes(2, 3)[:, -1]
+        m.update(symbols, hashes, prev)
+        prev = hashes
+        predicted, length = m.predict(2)
+        if t >= 12:  # stream 0 repeats its first period; stream 1 never matched before t 10
+            assert predicted[0] == seq[(t + 1) % 10] and length[0] >= 3
+
+
+def test_ensemble_memory_is_bounded_by_its_tables_and_history():
+    """Fixed-size tables plus one int32 per symbol of the block, however long the input."""
+    rng = np.random.default_rng(1)
+    v, streams, steps = 500, 4, 3000
+    config = CodecConfig(ngram_bits=12)
+    p = Predictor(v, streams, None, config)
+    counts = [steps] * streams
+    p.start(counts)
+    sizes = []
+    for t in range(steps):
+        skip = p.skips(streams, np.ones(streams, bool))
+        p.mix(rng.normal(size=(int((~skip).sum()), v)), skip)
+        p.update(rng.integers(0, 50, size=streams).astype(np.int32), skip)
+        if t in (10, steps - 1):
+            sizes.append(sum(a.nbytes for a in (p.ngram.check, p.ngram.token, p.ngram.count,
+                                                 p.match.table, p.history.tokens, p.bias.bias,
+                                                 p.mixer.w)))
+    assert sizes[0] == sizes[1]  # nothing grew while coding
+    tables = (1 << 12) * (4 + 8 * 4) + (1 << 18) * 8 + v * 8
+    assert sizes[1] <= tables + 4 * streams * (steps + 1) + p.mixer.w.nbytes
