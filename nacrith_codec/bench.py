@@ -71,6 +71,8 @@ class _Nacrith:
     def report(self) -> str:
         c, d = self.stats.get("compress", {}), self.stats.get("decompress", {})
         parts = [f"{c.get('tokens', 0)} tokens"]
+        if c.get("tokens"):
+            parts.append(f"{c['model_steps'] / c['tokens']:.3f} model passes per token")
         if c.get("segments"):
             parts.append("bytes by method: " + " ".join(f"{k}={v}" for k, v in c["segments"].items()))
         for name, s in (("compress", c), ("decompress", d)):

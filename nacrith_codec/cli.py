@@ -24,6 +24,7 @@ import tempfile
 import time
 
 from . import __version__
+from .config import MODEL_ALONE
 from .errors import FormatError, NacrithError, TruncatedError
 
 SUFFIX = ".nc"
@@ -58,13 +59,26 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--streams", type=int, metavar="B", help="token streams decoded in lockstep")
     g.add_argument("--window", type=int, metavar="TOKENS", help="context window per stream")
     g.add_argument("--slide", type=int, metavar="TOKENS", help="tokens dropped when it is full")
+    g.add_argument("--ngram-order", type=int, metavar="N", help="N-gram orders 1..N (0: off)")
+    g.add_argument("--match-min", type=int, metavar="TOKENS",
+                   help="shortest repeat the match model follows (0: off)")
+    g.add_argument("--bias-rate-ppm", type=int, metavar="R", help="bias head rate (0: off)")
+    g.add_argument("--mixer-rate-ppm", type=int, metavar="R", help="mixer rate (0: fixed)")
+    g.add_argument("--skip-ppm", type=int, metavar="P",
+                   help="skip the model when a match is this sure (0: never)")
+    g.add_argument("--model-alone", action="store_true",
+                   help="no online predictors: the language model's probabilities only")
     p.add_argument("-V", "--version", action="version", version=f"nacrith {__version__}")
     return p
 
 
 def _options(args) -> dict:
-    names = ("block_size", "streams", "window", "slide")
-    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    names = ("block_size", "streams", "window", "slide", "ngram_order", "match_min",
+             "bias_rate_ppm", "mixer_rate_ppm", "skip_ppm")
+    options = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    if args.model_alone:
+        options.update(MODEL_ALONE)
+    return options
 
 
 @contextlib.contextmanager
@@ -153,8 +167,14 @@ def _code_file(args, src: str, dst: str | None):
     target = "OK (verified)" if args.test else "stdout" if dst is None else dst
     methods = " ".join(f"{k} {v}" for k, v in stats.get("segments", {}).items())
     return (f"{name}: {n_in} -> {n_out} bytes, {bpb:.3f} bits/byte, "
-            f"{stats.get('tokens', 0)} tokens at {rate:.1f} tokens/s, {seconds:.1f} s"
+            f"{stats.get('tokens', 0)} tokens at {rate:.1f} tokens/s"
+            f"{_skipped(stats)}, {seconds:.1f} s"
             f"{f' (bytes by method: {methods})' if methods else ''} -> {target}")
+
+
+def _skipped(stats) -> str:
+    tokens, steps = stats.get("tokens", 0), stats.get("model_steps", 0)
+    return f" ({tokens - steps} without the model)" if steps < tokens else ""
 
 
 def _target(args, src: str) -> str | None:
