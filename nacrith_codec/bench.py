@@ -109,7 +109,15 @@ def main(argv=None) -> int:
     p.add_argument("--no-decompress", action="store_true",
                    help="skip nacrith's decompression (halves the time; rows are not verified)")
     p.add_argument("--only-classical", action="store_true", help="leave nacrith out")
+    p.add_argument("--ablation", action="store_true",
+                   help="bpb of each online predictor alone and of all, on recorded logits")
     args = p.parse_args(argv)
+    if args.ablation:
+        from .ablation import run
+        from .engine import Engine
+        from .model_file import resolve_model_path
+        run(args.files, Engine.get(resolve_model_path(args.model)), args.threads)
+        return 0
     codecs = dict(classical())
     if not args.only_classical:
         codecs["nacrith"] = _Nacrith(args)
