@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from .block import BlockCoder
+from . import raw
 from .config import MAX_BLOCK_SIZE, MODEL_ALONE, CodecConfig
 from .predict import Predictor
 
@@ -39,25 +39,12 @@ ROWS = {
 
 def record(engine, data: bytes, config: CodecConfig, folder: str, threads=None):
     """(logits memmap (streams, steps, V), symbol grid, stream lengths, model seconds)."""
-    coder = BlockCoder(engine, config, threads)
-    tok = engine.tokenizer
-    symbols = tok.tokenize(data, tok.segments(data))
-    counts = coder.split(len(symbols))
-    grid = np.zeros((len(counts), counts[0]), dtype=np.int32)
-    starts = np.cumsum([0] + counts[:-1])
-    for i, (start, count) in enumerate(zip(starts, counts)):
-        grid[i, :count] = symbols[start:start + count]
+    grid, counts = raw.grid(engine, data, config)
     logits = np.lib.format.open_memmap(os.path.join(folder, "logits.npy"), "w+", np.float16,
-                                       (len(counts), counts[0], tok.n_vocab))
+                                       (len(counts), counts[0], engine.tokenizer.n_vocab))
     begin = time.perf_counter()
-    with engine.context(config, threads) as ctx:
-        ctx.reset()
-        ctx.push(np.full(len(counts), engine.model.bos, dtype=np.int32))
-        for t in range(counts[0]):
-            live = int(np.count_nonzero(np.array(counts) > t))
-            out = ctx.step(range(live))
-            logits[:live, t] = out - out.max(axis=1, keepdims=True)
-            ctx.push(tok.llm_input[grid[:live, t]])
+    for t, live, out in raw.passes(engine, grid, counts, config, threads):
+        logits[:live, t] = out - out.max(axis=1, keepdims=True)
     return logits, grid, counts, time.perf_counter() - begin
 
 

@@ -111,7 +111,22 @@ def main(argv=None) -> int:
     p.add_argument("--only-classical", action="store_true", help="leave nacrith out")
     p.add_argument("--ablation", action="store_true",
                    help="bpb of each online predictor alone and of all, on recorded logits")
+    p.add_argument("--raw", action="store_true",
+                   help="llama.cpp's own rate over the codec's schedule beside the codec's, "
+                        "with the skip on and off")
+    p.add_argument("--streams", default="8",
+                   help="with --raw: comma-separated stream counts to measure (default 8)")
+    p.add_argument("--limit", type=int, metavar="BYTES",
+                   help="with --raw: measure only the first BYTES of each file")
     args = p.parse_args(argv)
+    if args.raw:
+        from . import raw
+        from .engine import Engine
+        from .model_file import resolve_model_path
+        path = resolve_model_path(args.model)
+        streams = [int(b) for b in args.streams.split(",")]
+        raw.run(args.files, Engine.get(path), path, args.threads, streams, args.limit)
+        return 0
     if args.ablation:
         from .ablation import run
         from .engine import Engine

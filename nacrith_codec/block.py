@@ -32,6 +32,23 @@ _INCOMPRESSIBLE_MIN = 256  # binary regions at least this long are tested for be
 _PACK, _RAW = "pack", "raw"  # roles of binary parts: coded by the best codec, or stored
 
 
+def new_stats() -> dict:
+    """A block coder's statistics before its first block."""
+    return {"tokens": 0, "model_steps": 0, "seconds": 0.0, "model_bits": 0.0, "coded_bits": 0,
+            "model_seconds": 0.0, "predict_seconds": 0.0, "code_seconds": 0.0,
+            "segments": {}}  # input bytes per coding method
+
+
+def add_stats(total: dict, part: dict):
+    """Add one coder's statistics into another's (parallel workers)."""
+    for key, value in part.items():
+        if key == "segments":
+            for name, n in value.items():
+                total[key][name] = total[key].get(name, 0) + n
+        else:
+            total[key] += value
+
+
 class BlockCoder:
     def __init__(self, engine, config, threads=None, progress=None):
         self.engine, self.config, self.threads = engine, config, threads
@@ -39,8 +56,7 @@ class BlockCoder:
         self.predictor = Predictor(tok.n_vocab, config.streams, tok.never, config)
         self._piece_len = tok.piece_len
         self.progress = progress
-        self.stats = {"tokens": 0, "model_steps": 0, "seconds": 0.0, "model_bits": 0.0, "coded_bits": 0,
-                      "segments": {}}  # input bytes per coding method
+        self.stats = new_stats()
 
     def split(self, n: int) -> list[int]:
         """Stream lengths for n symbols: as many streams as are worth it, longest first."""
@@ -56,19 +72,29 @@ class BlockCoder:
         lengths = np.array(counts)
         llm_input, predictor = self.tokenizer.llm_input, self.predictor
         pending, steps = self.config.max_pending, 0
+        time_in = [0.0, 0.0, 0.0]  # model (llama_decode), predictors, range coder
         with self.engine.context(self.config, self.threads, pending) as ctx:
             ctx.reset()
             ctx.push(np.full(len(counts), self.engine.model.bos, dtype=np.int32))
             predictor.start(counts)
+            clock = time.perf_counter
             for t in range(counts[0] if counts else 0):
+                t0 = clock()
                 live = int(np.count_nonzero(lengths > t))
                 skip = predictor.skips(live, ctx.pending[:live] < pending)
                 rows = np.flatnonzero(~skip)
-                probs = predictor.mix(ctx.step(rows) if len(rows) else None, skip)
+                logits = ctx.step(rows) if len(rows) else None
+                t1 = clock()
+                probs = predictor.mix(logits, skip)
+                t2 = clock()
                 symbols = coder.code(grid[:live, t], probs)
                 grid[:live, t] = symbols
+                t3 = clock()
                 ctx.push(llm_input[symbols])
                 predictor.update(symbols, skip)
+                time_in[0] += t1 - t0
+                time_in[1] += t2 - t1 + clock() - t3
+                time_in[2] += t3 - t2
                 steps += len(rows)
                 step_bytes = int(self._piece_len[symbols].sum())
                 self._done += step_bytes
@@ -80,6 +106,8 @@ class BlockCoder:
         self.stats["tokens"] += int(lengths.sum())
         self.stats["model_steps"] += steps  # rows the model evaluated (the rest skipped it)
         self.stats["seconds"] += time.perf_counter() - start
+        for key, seconds in zip(("model_seconds", "predict_seconds", "code_seconds"), time_in):
+            self.stats[key] += seconds
         return True
 
     # -- encoding --------------------------------------------------------------

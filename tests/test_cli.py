@@ -95,6 +95,19 @@ def test_bench_compares_with_classical_codecs(text_file):
         assert name in r.stdout
 
 
+def test_bench_raw_sets_the_codec_beside_llama_cpp_alone(text_file):
+    r = nacrith("bench", "--raw", "--streams", "1", "--limit", "120", str(text_file))
+    assert r.returncode == 0, r.stderr
+    rows = [line.split() for line in r.stdout.decode().splitlines()[1:]]
+    assert [row[2] for row in rows] == ["on", "off"]  # skip on and off
+    for row in rows:
+        raw, compress, decompress = float(row[3]), float(row[4]), float(row[6])
+        assert raw > 0 and compress > 0 and decompress > 0
+        assert row[5] == f"{100 * compress / raw:.0f}%"
+        shares = [float(x.rstrip("%")) for x in row[10:] if x != "/"]
+        assert len(shares) == 4 and 95 <= sum(shares) <= 105  # model, predictors, coder, rest
+
+
 def test_integrity_test_writes_nothing(tmp_path, text_file):
     assert nacrith(str(text_file), *SMALL_ARGS).returncode == 0
     packed = text_file.with_name("a.txt.nc")

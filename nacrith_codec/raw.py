@@ -1,0 +1,94 @@
+"""The model alone over the codec's schedule: the floor under the codec's time.
+
+``passes`` tokenizes a text as the codec does, splits it into the same
+streams and feeds them to a llama.cpp context of the same shape (streams,
+window, slides, threads) one step at a time, yielding each step's logits and
+doing nothing else: no predictors, no range coder.  ``nacrith bench --raw``
+times it to show what share of llama.cpp's own rate the codec reaches, and
+``nacrith bench --ablation`` records its logits.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .block import BlockCoder
+
+
+def grid(engine, data: bytes, config):
+    """(symbols (streams, steps) int32, stream lengths) of ``data`` under ``config``."""
+    tok = engine.tokenizer
+    symbols = tok.tokenize(data, tok.segments(data))
+    counts = BlockCoder(engine, config).split(len(symbols))
+    out = np.zeros((len(counts), counts[0] if counts else 0), dtype=np.int32)
+    start = 0
+    for i, count in enumerate(counts):
+        out[i, :count] = symbols[start:start + count]
+        start += count
+    return out, counts
+
+
+def passes(engine, symbols, counts, config, threads=None):
+    """Yield (step, live streams, their logits) for every step, one llama_decode each."""
+    lengths = np.array(counts)
+    llm_input = engine.tokenizer.llm_input
+    with engine.context(config, threads) as ctx:
+        ctx.reset()
+        ctx.push(np.full(len(counts), engine.model.bos, dtype=np.int32))
+        for t in range(counts[0] if counts else 0):
+            live = int(np.count_nonzero(lengths > t))
+            yield t, live, ctx.step(range(live))
+            ctx.push(llm_input[symbols[:live, t]])
+
+
+def rate(engine, data: bytes, config, threads=None) -> tuple[int, float]:
+    """(tokens, seconds) of llama.cpp alone over ``data``'s schedule, block by block."""
+    tokens, seconds = 0, 0.0
+    for at in range(0, len(data), config.block_size):
+        symbols, counts = grid(engine, data[at:at + config.block_size], config)
+        begin = time.perf_counter()
+        for _ in passes(engine, symbols, counts, config, threads):
+            pass
+        seconds += time.perf_counter() - begin
+        tokens += int(sum(counts))
+    return tokens, seconds
+
+
+def _codec(data, config, model, threads):
+    """Wall seconds and statistics of a verified compress and decompress."""
+    from .api import NacrithCompressor, NacrithDecompressor
+    begin = time.perf_counter()
+    c = NacrithCompressor(model, config=config, threads=threads, content_size=len(data))
+    blob = c.compress(data) + c.flush()
+    middle = time.perf_counter()
+    d = NacrithDecompressor(model, threads=threads)
+    if d.decompress(blob) != data or not d.eof:
+        raise AssertionError("nacrith did not round-trip")
+    return middle - begin, time.perf_counter() - middle, c.stats, len(blob)
+
+
+def run(paths, engine, model, threads=None, streams=(8,), limit=None, out=print):
+    """The table of ``nacrith bench --raw``: llama.cpp alone against the codec, same schedule."""
+    from .config import CodecConfig
+    out(f"{'file':14} {'B':>2} {'skip':4} {'raw tok/s':>9} {'compress':>14} {'decompress':>14} "
+        f"{'passes/tok':>10} {'bpb':>6}  compress time: model / predictors / coder / rest")
+    for path in paths:
+        with open(path, "rb") as f:
+            data = f.read(limit) if limit else f.read()
+        for b in streams:
+            for skip in (True, False):
+                config = CodecConfig(streams=b) if skip else CodecConfig(streams=b, skip_ppm=0)
+                tokens, seconds = rate(engine, data, config, threads)
+                raw_rate = tokens / seconds
+                comp_s, decomp_s, stats, size = _codec(data, config, model, threads)
+                steps = max(stats.get("model_steps", 0), 1)
+                parts = [stats[k] for k in ("model_seconds", "predict_seconds", "code_seconds")]
+                parts.append(comp_s - sum(parts))
+                cells = [f"{tokens / s:5.1f} {100 * tokens / s / raw_rate:3.0f}%"
+                         for s in (comp_s, decomp_s)]
+                out(f"{path.rsplit('/', 1)[-1][:14]:14} {b:2d} {'on' if skip else 'off':4} "
+                    f"{raw_rate:9.1f} {cells[0]:>14} {cells[1]:>14} "
+                    f"{steps / max(tokens, 1):10.3f} {8 * size / max(len(data), 1):6.3f}  "
+                    + " / ".join(f"{100 * p / comp_s:.0f}%" for p in parts), flush=True)
