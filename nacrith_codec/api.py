@@ -2,38 +2,55 @@
 
 from __future__ import annotations
 
+import collections
 import json
+import os
 
 from . import classical, container
-from .block import BlockCoder
 from .config import CodecConfig
-from .engine import Engine
+from .engine import Engine, environment_json
 from .errors import (CorruptError, EnvironmentMismatchError, FormatError, ModelMismatchError,
                      TruncatedError)
-from .model_file import resolve_model_path
+from .model_file import fingerprint, resolve_model_path
+from .workers import Pool, Serial
 
 
 class _Coding:
-    """What compressor and decompressor share: a model path resolved now, loaded later."""
+    """What compressor and decompressor share: a model path resolved now, loaded later
+    (by this process, or by each worker process with ``workers`` > 1)."""
 
-    def __init__(self, model, threads, progress):
+    def __init__(self, model, threads, progress, workers, n_gpu_layers):
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
         self._model_path = resolve_model_path(model)
-        self._threads, self._progress = threads, progress
-        self._engine = None
-        self._coder = None
+        self._threads, self._progress, self._workers = threads, progress, workers
+        self._gpu = n_gpu_layers
+        self._runner = None
 
     @property
     def stats(self) -> dict:
         """Tokens, seconds, bits and bytes per coding method of the blocks coded so far."""
-        if not self._coder:
+        if self._runner is None:
             return {}
-        return {**self._coder.stats, "segments": dict(self._coder.stats["segments"])}
+        stats = self._runner.stats
+        return {**stats, "segments": dict(stats["segments"])}
 
     @property
     def engine(self) -> Engine:
-        if self._engine is None:
-            self._engine = Engine.get(self._model_path)
-        return self._engine
+        """The model loaded in this process (workers load their own)."""
+        return Engine.get(self._model_path, self._gpu)
+
+    def _start_runner(self, config):
+        if self._workers > 1:
+            self._runner = Pool(self._model_path, config, self._workers, self._threads,
+                                self._progress, self._gpu)
+        else:
+            self._runner = Serial(self.engine, config, self._threads, self._progress)
+
+    def close(self):
+        """Stop the worker processes, if any (also done when the stream ends)."""
+        if self._runner is not None:
+            self._runner.close()
 
 
 class NacrithCompressor(_Coding):
@@ -41,36 +58,46 @@ class NacrithCompressor(_Coding):
 
     Input is buffered up to one block (``block_size`` bytes) and each full
     block is coded as soon as it is complete, so memory stays bounded by one
-    block whatever the input size.  Options that change the compressed bytes
-    are those of ``CodecConfig``; ``threads`` and ``progress`` (a callable
-    receiving the number of input bytes coded at each step) change only speed
-    and reporting.  ``content_size``, when known, is recorded in the header.
+    block whatever the input size (by ``2 * workers`` blocks with ``workers``
+    processes coding blocks at once; the bytes written do not depend on it).
+    Options that change the compressed bytes are those of ``CodecConfig``;
+    ``threads``, ``workers`` and ``progress`` (a callable receiving the number
+    of input bytes coded, many times per block) change only speed and
+    reporting.  ``content_size``, when known, is recorded in the header.
     """
 
     def __init__(self, model=None, *, config: CodecConfig | None = None, threads=None,
-                 progress=None, content_size: int | None = None, **options):
-        super().__init__(model, threads, progress)
+                 progress=None, content_size: int | None = None, workers: int = 1,
+                 n_gpu_layers: int = 0, **options):
+        super().__init__(model, threads, progress, workers, n_gpu_layers)
         base = config or CodecConfig()
         self.config = base.replace(**options) if options else base
         self._content_size = content_size
         self._buffer = bytearray()
+        self._lengths = collections.deque()  # raw length of each block in flight
         self._index = []  # (raw_len, record_len) of each block written
         self._total = 0
         self._flushed = False
 
     def _start(self) -> bytes:
-        if self._coder is not None:
+        if self._runner is not None:
             return b""
-        e = self.engine
-        self._coder = BlockCoder(e, self.config, self._threads, self._progress)
+        self._start_runner(self.config)
         return container.pack_header(container.Header(
-            self.config, bytes.fromhex(e.sha256), e.name, e.env, self._content_size))
+            self.config, bytes.fromhex(fingerprint(self._model_path)),
+            os.path.basename(self._model_path), environment_json(self._gpu), self._content_size))
 
-    def _block(self, data: bytes) -> bytes:
-        record = self._coder.encode(data)
-        self._index.append((len(data), len(record)))
+    def _block(self, data: bytes):
+        self._runner.submit("encode", data)
+        self._lengths.append(len(data))
         self._total += len(data)
-        return record
+
+    def _records(self, wait=False) -> list[bytes]:
+        out = []
+        for record in self._runner.results(wait):
+            self._index.append((self._lengths.popleft(), len(record)))
+            out.append(record)
+        return out
 
     def compress(self, data) -> bytes:
         if self._flushed:
@@ -79,8 +106,9 @@ class NacrithCompressor(_Coding):
         out = [self._start()]
         size = self.config.block_size
         while len(self._buffer) >= size:
-            out.append(self._block(bytes(self._buffer[:size])))
+            self._block(bytes(self._buffer[:size]))
             del self._buffer[:size]
+            out += self._records()
         return b"".join(out)
 
     def flush(self) -> bytes:
@@ -88,9 +116,13 @@ class NacrithCompressor(_Coding):
             raise ValueError("Repeated call to flush()")
         self._flushed = True
         out = [self._start()]
-        if self._buffer:
-            out.append(self._block(bytes(self._buffer)))
-            self._buffer.clear()
+        try:
+            if self._buffer:
+                self._block(bytes(self._buffer))
+                self._buffer.clear()
+            out += self._records(wait=True)
+        finally:
+            self.close()
         if self._content_size is not None and self._content_size != self._total:
             raise ValueError(f"content_size was given as {self._content_size} but "
                              f"{self._total} bytes were compressed")
@@ -104,14 +136,18 @@ class NacrithDecompressor(_Coding):
     ``decompress(data, max_length=-1)`` returns at most ``max_length`` bytes;
     ``eof`` is true after the end record, ``unused_data`` holds what followed
     it, and ``needs_input`` is false while decoded output is still waiting.
-    At most one block of input and one block of output are held at a time.
+    At most one block of input and one block of output are held at a time
+    (``2 * workers`` blocks with ``workers`` processes decoding at once).
     """
 
-    def __init__(self, model=None, *, threads=None, progress=None):
-        super().__init__(model, threads, progress)
+    def __init__(self, model=None, *, threads=None, progress=None, workers: int = 1,
+                 n_gpu_layers: int = 0):
+        super().__init__(model, threads, progress, workers, n_gpu_layers)
         self.header: container.Header | None = None
         self._input = bytearray()
         self._pending = b""
+        self._blocks = collections.deque()  # records being decoded, in order
+        self._end = None  # the end record, once read
         self._index = []  # (raw_len, record_len) of each block read
         self._total = 0
         self.eof = False
@@ -119,19 +155,18 @@ class NacrithDecompressor(_Coding):
         self.unused_data = b""
 
     def _check_model(self, header):
-        needed = header.model_sha256.hex()
-        if self.engine.sha256 != needed:
+        needed, ours = header.model_sha256.hex(), fingerprint(self._model_path)
+        if ours != needed:
             raise ModelMismatchError(
                 f"this stream needs the model {header.model_name!r} (sha256 {needed}), but the "
-                f"model given is {self._model_path} (sha256 {self.engine.sha256}); pass that file "
+                f"model given is {self._model_path} (sha256 {ours}); pass that file "
                 "as model=..., --model or NACRITH_MODEL")
 
-    def _decode_block(self, block: container.Block) -> bytes:
-        data = self._coder.decode(block)
+    def _verified(self, block: container.Block, data: bytes) -> bytes:
         if block.digest and container.digest(data) != block.digest:
             if classical.TEXT not in block.methods():  # the model played no part
                 raise CorruptError("corrupt stream: a decoded block failed its checksum")
-            ours = json.loads(self.engine.env)
+            ours = json.loads(environment_json(self._gpu))
             try:
                 theirs = dict(json.loads(self.header.env))
             except (ValueError, TypeError):
@@ -145,8 +180,32 @@ class NacrithDecompressor(_Coding):
             raise CorruptError("corrupt stream: a decoded block failed its checksum")
         return data
 
+    def _read_records(self):
+        """Parse the complete records in the input, handing blocks to the runner while it
+        has room."""
+        while self._end is None and len(self._runner) < self._runner.limit:
+            parsed = container.parse_record(self._input, 0, self.header, len(self._index))
+            if parsed is None:
+                return
+            record, end = parsed
+            del self._input[:end]
+            if isinstance(record, container.End):
+                if (record.index, record.total_len) != (tuple(self._index), self._total):
+                    raise CorruptError("corrupt stream: blocks are missing, repeated or misindexed")
+                size = self.header.content_size
+                if size is not None and size != self._total:
+                    raise CorruptError("corrupt stream: content size does not match the data")
+                self._end = record
+                self.unused_data = bytes(self._input)
+                self._input.clear()
+                return
+            self._index.append((record.raw_len, end))
+            self._total += record.raw_len
+            self._blocks.append(record)
+            self._runner.submit("decode", record)
+
     def _advance(self) -> bool:
-        """Parse and decode the next record; False when more input is needed."""
+        """Decode the next block into ``_pending``; False when more input is needed."""
         if self.header is None:
             parsed = container.parse_header(self._input)
             if parsed is None:
@@ -154,27 +213,19 @@ class NacrithDecompressor(_Coding):
             self.header, end = parsed
             del self._input[:end]
             self._check_model(self.header)
-            self._coder = BlockCoder(self.engine, self.header.config, self._threads, self._progress)
+            self._start_runner(self.header.config)
             return True
-        parsed = container.parse_record(self._input, 0, self.header, len(self._index))
-        if parsed is None:
-            return False
-        record, end = parsed
-        del self._input[:end]
-        if isinstance(record, container.End):
-            if (record.index, record.total_len) != (tuple(self._index), self._total):
-                raise CorruptError("corrupt stream: blocks are missing, repeated or misindexed")
-            size = self.header.content_size
-            if size is not None and size != self._total:
-                raise CorruptError("corrupt stream: content size does not match the data")
+        self._read_records()
+        # Wait for a block only when no more input could start another one.
+        wait = self._end is not None or len(self._runner) >= self._runner.limit
+        for data in self._runner.results(wait=wait):
+            self._pending = self._verified(self._blocks.popleft(), data)
+            return True
+        if self._end is not None and not self._blocks:
             self.eof = True
-            self.unused_data = bytes(self._input)
-            self._input.clear()
+            self.close()
             return True
-        self._index.append((record.raw_len, end))
-        self._total += record.raw_len
-        self._pending = self._decode_block(record)
-        return True
+        return False
 
     def decompress(self, data, max_length: int = -1) -> bytes:
         if self.eof:

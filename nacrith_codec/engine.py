@@ -21,23 +21,31 @@ _lock = threading.Lock()
 _engines: dict[str, "Engine"] = {}
 
 
+def environment_json(n_gpu_layers: int = 0) -> str:
+    """The header's record of the llama.cpp environment (no model needed)."""
+    env = llm.environment()
+    if n_gpu_layers:  # offloaded layers run other kernels: other logits
+        env["gpu_layers"] = n_gpu_layers
+    return json.dumps(env, sort_keys=True, separators=(",", ":"))
+
+
 class Engine:
-    def __init__(self, path: str):
+    def __init__(self, path: str, n_gpu_layers: int = 0):
         self.path = path
         self.name = os.path.basename(path)
         self.sha256 = fingerprint(path)
-        self.model = llm.Model(path)
+        self.model = llm.Model(path, n_gpu_layers)
         self.tokenizer = Tokenizer(self.model)
-        self.env = json.dumps(llm.environment(), sort_keys=True, separators=(",", ":"))
+        self.env = environment_json(n_gpu_layers)
         self._idle: dict[tuple, list] = {}
         self._pool_lock = threading.Lock()
 
     @classmethod
-    def get(cls, path) -> "Engine":
-        key = str(path)
+    def get(cls, path, n_gpu_layers: int = 0) -> "Engine":
+        key = (str(path), n_gpu_layers)
         with _lock:
             if key not in _engines:
-                _engines[key] = cls(key)
+                _engines[key] = cls(*key)
             return _engines[key]
 
     @contextlib.contextmanager

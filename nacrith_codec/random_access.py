@@ -61,6 +61,7 @@ class RandomAccessReader(io.RawIOBase):
     """A seekable raw reader over a stream; ``index`` comes from ``read_index``."""
 
     def __init__(self, fp, index, **options):
+        options.pop("workers", None)  # one block at a time, as reads need them
         self._fp, self._options = fp, options
         self._header, self._raw, self._offsets, self._size = index
         self._pos = 0

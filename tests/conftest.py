@@ -12,6 +12,17 @@ FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures"
 SMALL = dict(streams=2, min_stream_tokens=16, window=48, slide=16)
 
 
+def forge_first_block(packed: bytes, mutate) -> bytes:
+    """Re-pack a stream's first block record after ``mutate`` (Block -> Block), with a
+    valid CRC: damage only the content checks can catch."""
+    from nacrith_codec import container
+    header, pos = container.parse_header(packed)
+    block, end = container.parse_record(packed, pos, header, 0)
+    f = mutate(block)
+    record = container.pack_segmented(f.raw_len, f.segments, f.digest, f.coded, f.counts, f.payload)
+    return packed[:pos] + record + packed[end:]
+
+
 @pytest.fixture(scope="session")
 def alice() -> bytes:
     return (FIXTURES / "alice29.txt").read_bytes()

@@ -10,7 +10,7 @@ import nacrith_codec as nc
 from nacrith_codec import container
 from nacrith_codec.config import CodecConfig
 from nacrith_codec.inspect_stream import describe
-from conftest import SMALL
+from conftest import SMALL, forge_first_block
 
 
 @pytest.fixture(scope="module")
@@ -70,18 +70,9 @@ def test_every_single_bit_flip_is_detected(name, request):
             nc.decompress(bytes(damaged))
 
 
-def _forge(packed, mutate):
-    """Re-pack the first block record after ``mutate``, with a valid CRC."""
-    header, pos = container.parse_header(packed)
-    block, end = container.parse_record(packed, pos, header, 0)
-    f = mutate(block)
-    record = container.pack_segmented(f.raw_len, f.segments, f.digest, f.coded, f.counts, f.payload)
-    return packed[:pos] + record + packed[end:]
-
-
 def test_a_wrong_decode_is_caught_by_the_content_checksum(neural):
     from dataclasses import replace
-    bad = _forge(neural, lambda b: replace(b, digest=bytes(8)))
+    bad = forge_first_block(neural, lambda b: replace(b, digest=bytes(8)))
     with pytest.raises(nc.CorruptError, match="checksum"):
         nc.decompress(bad)
 
@@ -90,7 +81,7 @@ def test_damaged_payload_behind_a_valid_crc(neural):
     from dataclasses import replace
     flip = lambda b: replace(b, payload=bytes([b.payload[0] ^ 0x55]) + b.payload[1:])
     with pytest.raises(nc.CorruptError):
-        nc.decompress(_forge(neural, flip))
+        nc.decompress(forge_first_block(neural, flip))
 
 
 def test_damaged_classical_payload_behind_a_valid_crc(mixed):
@@ -101,7 +92,7 @@ def test_damaged_classical_payload_behind_a_valid_crc(mixed):
             payload = b.coded[method]
             return replace(b, coded={**b.coded, method: bytes([payload[0] ^ 0x55]) + payload[1:]})
         with pytest.raises(nc.CorruptError):
-            nc.decompress(_forge(mixed, flip))
+            nc.decompress(forge_first_block(mixed, flip))
 
 
 @pytest.mark.parametrize("segments, message", [
@@ -112,7 +103,7 @@ def test_damaged_classical_payload_behind_a_valid_crc(mixed):
 def test_forged_segment_tables_are_rejected(mixed, segments, message):
     from dataclasses import replace
     with pytest.raises(nc.CorruptError, match=message):
-        nc.decompress(_forge(mixed, lambda b: replace(b, segments=segments)))
+        nc.decompress(forge_first_block(mixed, lambda b: replace(b, segments=segments)))
 
 
 def _header_with(version=container.VERSION, **fields):
@@ -177,14 +168,12 @@ def test_missing_model_says_how_to_install_it(monkeypatch):
         nc.compress(b"x", model="/nonexistent.gguf")
 
 
-def test_environment_mismatch_names_the_difference(neural, monkeypatch):
-    from nacrith_codec import engine
-    e = engine.Engine.get(str(nc.api.resolve_model_path(None)))
+def test_environment_mismatch_names_the_difference(neural):
     header, _ = container.parse_header(neural)
     forged = container.pack_header(container.Header(
         header.config, header.model_sha256, header.model_name,
         '{"llama_cpp_python": "0.0.1", "cpu": "AVX2"}', header.content_size))
-    bad = _forge(forged + neural[len(container.pack_header(header)):],
-                 lambda b: __import__("dataclasses").replace(b, digest=bytes(8)))
+    bad = forge_first_block(forged + neural[len(container.pack_header(header)):],
+                            lambda b: __import__("dataclasses").replace(b, digest=bytes(8)))
     with pytest.raises(nc.EnvironmentMismatchError, match="llama_cpp_python: writer '0.0.1'"):
         nc.decompress(bad)
