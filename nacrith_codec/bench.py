@@ -118,6 +118,8 @@ def main(argv=None) -> int:
                    help="with --raw: comma-separated stream counts to measure (default 8)")
     p.add_argument("--limit", type=int, metavar="BYTES",
                    help="with --raw: measure only the first BYTES of each file")
+    p.add_argument("--chart", metavar="PNG",
+                   help="also draw bits per byte and speed per codec into PNG (needs matplotlib)")
     args = p.parse_args(argv)
     if args.raw:
         from . import raw
@@ -137,6 +139,7 @@ def main(argv=None) -> int:
     if not args.only_classical:
         codecs["nacrith"] = _Nacrith(args)
     print(f"{'file':24} {'codec':10} {'bytes':>10} {'bpb':>7} {'comp s':>9} {'decomp s':>9}")
+    rows = []
     for path in args.files:
         with open(path, "rb") as f:
             data = f.read()
@@ -144,11 +147,16 @@ def main(argv=None) -> int:
         for name, codec in codecs.items():
             verify = not (args.no_decompress and name == "nacrith")
             row = measure(name, codec, data, verify)
+            rows.append(dict(row, original=len(data)))
             dtime = f"{row['decompress_s']:9.3f}" if row["decompress_s"] is not None else f"{'-':>9}"
             print(f"{'':24} {name:10} {row['size']:10d} {row['bpb']:7.3f} "
                   f"{row['compress_s']:9.3f} {dtime}", flush=True)
             if isinstance(codec, _Nacrith):
                 print(f"{'':24}   ({codec.report()})", flush=True)
+    if args.chart:
+        from .chart import draw
+        draw(rows, args.chart, ", ".join(os.path.basename(f) for f in args.files))
+        print(f"chart written to {args.chart}")
     return 0
 
 

@@ -95,6 +95,13 @@ def test_bench_compares_with_classical_codecs(text_file):
         assert name in r.stdout
 
 
+def test_bench_draws_its_table_as_a_chart(text_file, tmp_path):
+    png = tmp_path / "bench.png"
+    r = nacrith("bench", "--only-classical", "--chart", str(png), str(text_file))
+    assert r.returncode == 0, r.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_bench_raw_sets_the_codec_beside_llama_cpp_alone(text_file):
     r = nacrith("bench", "--raw", "--streams", "1", "--limit", "120", str(text_file))
     assert r.returncode == 0, r.stderr
