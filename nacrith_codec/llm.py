@@ -11,6 +11,7 @@ how tokens are batched, so the schedule is part of the format.
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 import weakref
 
@@ -38,6 +39,14 @@ def _llama():
             llama_cpp.llama_backend_init()
             _initialized = True
     return llama_cpp
+
+
+def cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def environment() -> dict:
@@ -115,8 +124,9 @@ class Context:
         params.kv_unified = False  # each stream attends over its own cells only (2-3x faster)
         params.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED
         params.no_perf = True
-        if threads:
-            params.n_threads = params.n_threads_batch = threads
+        # llama.cpp's default is 4 threads whatever the machine: on 2 cores that is 17%
+        # slower than 2 (8 streams, measured), so the default is one thread per core.
+        params.n_threads = params.n_threads_batch = threads or cores()
         self.ptr = L.llama_init_from_model(model.ptr, params)
         if not self.ptr:
             raise NacrithError(f"llama.cpp could not create a context for {streams} x {window} tokens")

@@ -17,11 +17,11 @@ from __future__ import annotations
 import collections
 import concurrent.futures as cf
 import multiprocessing
-import os
 
 from .block import BlockCoder, add_stats, new_stats
 from .engine import Engine
 from .errors import NacrithError
+from .llm import cores
 
 
 class Serial:
@@ -84,7 +84,7 @@ class Pool:
                  n_gpu_layers: int = 0):
         context = multiprocessing.get_context("spawn")  # llama.cpp's threads do not survive fork
         if threads is None:
-            threads = max(1, (os.cpu_count() or 1) // workers)
+            threads = max(1, cores() // workers)
         self._counter = context.Value("q", 0)
         self._seen = 0
         self._executor = cf.ProcessPoolExecutor(

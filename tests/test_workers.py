@@ -68,3 +68,10 @@ def test_gpu_offload_is_recorded_in_the_stream(english):
     header, _ = container.parse_header(packed)
     assert '"gpu_layers":4' in header.env
     assert nc.decompress(packed, n_gpu_layers=4) == english[:80]
+
+
+def test_thread_count_does_not_change_the_bytes(english):
+    data = english[:200]
+    one = nc.compress(data, threads=1, **SMALL)
+    assert nc.compress(data, threads=2, **SMALL) == one
+    assert nc.decompress(one, threads=3) == data
