@@ -126,6 +126,7 @@ def _code_file(args, src: str, dst: str | None):
     opts = {"model": args.model, "threads": args.threads, "progress": progress,
             "workers": args.workers, "n_gpu_layers": args.gpu_layers}
     start = time.perf_counter()
+    coder = None
     try:
         if args.decompress:
             coder = NacrithDecompressor(**opts)
@@ -161,6 +162,8 @@ def _code_file(args, src: str, dst: str | None):
                 n_out += len(tail)
             out.flush()
     finally:
+        if coder is not None:
+            coder.close()  # worker processes, if any, stop now (at once after a failure)
         if bar is not None:
             bar.close()
         if not stdin:

@@ -128,7 +128,13 @@ class Pool:
             yield result
 
     def close(self):
+        """Stop the workers; blocks still being coded are abandoned (an error, an interrupt)."""
+        busy = any(not future.done() for future in self._futures)
         for future in self._futures:
             future.cancel()
         self._futures.clear()
+        if busy:  # do not wait minutes for blocks nobody will read
+            processes = getattr(self._executor, "_processes", None) or {}
+            for process in list(processes.values()):
+                process.terminate()
         self._executor.shutdown(wait=True, cancel_futures=True)

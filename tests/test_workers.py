@@ -75,3 +75,11 @@ def test_thread_count_does_not_change_the_bytes(english):
     one = nc.compress(data, threads=1, **SMALL)
     assert nc.compress(data, threads=2, **SMALL) == one
     assert nc.decompress(one, threads=3) == data
+
+
+def test_closing_an_unfinished_compressor_stops_its_workers(text):
+    import multiprocessing
+    c = nc.NacrithCompressor(workers=2, **BLOCKS)
+    c.compress(text)  # blocks handed to the workers, none collected yet
+    c.close()
+    assert multiprocessing.active_children() == []
