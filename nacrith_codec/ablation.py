@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from . import raw
-from .config import MAX_BLOCK_SIZE, MODEL_ALONE, CodecConfig
+from .config import MAX_BLOCK_SIZE, MODEL_ALONE, SKIP_PPM, CodecConfig
 from .predict import Predictor
 
 _OFF = dict(MODEL_ALONE)
@@ -31,9 +31,9 @@ ROWS = {
     "+ bias head": {**_OFF, "bias_rate_ppm": CodecConfig.bias_rate_ppm},
     "+ mixer": {**_OFF, "mixer_rate_ppm": CodecConfig.mixer_rate_ppm},
     "+ match and skip": {**_OFF, "match_min": CodecConfig.match_min,
-                         "skip_ppm": CodecConfig.skip_ppm},
-    "all but the skip": {"skip_ppm": 0},
+                         "skip_ppm": SKIP_PPM},
     "all (defaults)": {},
+    "all and the skip": {"skip_ppm": SKIP_PPM},
 }
 
 

@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--bias-rate-ppm", type=int, metavar="R", help="bias head rate (0: off)")
     g.add_argument("--mixer-rate-ppm", type=int, metavar="R", help="mixer rate (0: fixed)")
     g.add_argument("--skip-ppm", type=int, metavar="P",
-                   help="skip the model when a match is this sure (0: never)")
+                   help="skip the model when a match is this sure (default 0: never; try 950000)")
     g.add_argument("--model-alone", action="store_true",
                    help="no online predictors: the language model's probabilities only")
     p.add_argument("-V", "--version", action="version", version=f"nacrith {__version__}")

@@ -19,6 +19,10 @@ MAX_WINDOW = 8192  # SmolLM2's training context; larger models can lift it in a 
 #: The settings that switch every online predictor off: the model's probabilities only.
 MODEL_ALONE = dict(ngram_order=0, match_min=0, bias_rate_ppm=0, mixer_rate_ppm=0, skip_ppm=0)
 MAX_NGRAM_ORDER = 8
+#: The skip's threshold when it is switched on.  Off by default: with streams in
+#: lockstep a skipped row barely shortens the step's llama_decode, and on html the
+#: skip cost 2% of ratio for no speed (README, "Speed").
+SKIP_PPM = 950000
 MAX_TABLE_BITS = 22  # 2**22 N-gram buckets: 144 MiB per block coder at most
 
 
@@ -43,7 +47,8 @@ class CodecConfig:
     mixer_rate_ppm: learning rate of the mixer's weights, in millionths
         (0 = fixed weights).
     skip_ppm: a stream skips the model for a step when the cheap predictors
-        give one token at least this probability, in millionths (0 = never).
+        give one token at least this probability, in millionths (0 = never,
+        the default; SKIP_PPM is the measured threshold).
     """
 
     block_size: int = 256 << 10
@@ -57,7 +62,7 @@ class CodecConfig:
     match_min: int = 6
     bias_rate_ppm: int = 100000
     mixer_rate_ppm: int = 2000
-    skip_ppm: int = 950000
+    skip_ppm: int = 0
 
     def __post_init__(self):
         self.validate(ValueError)

@@ -71,7 +71,7 @@ def _codec(data, config, model, threads):
 
 def run(paths, engine, model, threads=None, streams=(8,), limit=None, out=print):
     """The table of ``nacrith bench --raw``: llama.cpp alone against the codec, same schedule."""
-    from .config import CodecConfig
+    from .config import SKIP_PPM, CodecConfig
     out(f"{'file':14} {'B':>2} {'skip':4} {'raw tok/s':>9} {'compress':>14} {'decompress':>14} "
         f"{'passes/tok':>10} {'bpb':>6}  compress time: model / predictors / coder / rest")
     for path in paths:
@@ -79,7 +79,7 @@ def run(paths, engine, model, threads=None, streams=(8,), limit=None, out=print)
             data = f.read(limit) if limit else f.read()
         for b in streams:
             for skip in (True, False):
-                config = CodecConfig(streams=b) if skip else CodecConfig(streams=b, skip_ppm=0)
+                config = CodecConfig(streams=b, skip_ppm=SKIP_PPM if skip else 0)
                 tokens, seconds = rate(engine, data, config, threads)
                 raw_rate = tokens / seconds
                 comp_s, decomp_s, stats, size = _codec(data, config, model, threads)

@@ -7,14 +7,14 @@ import pytest
 import nacrith_codec as nc
 from conftest import SMALL
 from nacrith_codec import container
-from nacrith_codec.config import MODEL_ALONE, CodecConfig
+from nacrith_codec.config import MODEL_ALONE, SKIP_PPM, CodecConfig
 from nacrith_codec.history import History
 from nacrith_codec.match import MatchModel
 from nacrith_codec.ngram import NGram
 from nacrith_codec.predict import Predictor
 
 VARIANTS = {
-    "all": {},
+    "all": dict(skip_ppm=SKIP_PPM),
     "model-alone": MODEL_ALONE,
     "no-ngram": dict(ngram_order=0),
     "no-match": dict(match_min=0, skip_ppm=0),
@@ -69,7 +69,7 @@ def test_skip_fires_and_the_decoder_replays_its_schedule(coded):
 
 def test_skip_holds_back_at_most_max_pending_tokens(repetitive):
     # a window so short that at most 7 tokens may wait: slides happen between skips
-    options = dict(streams=1, window=40, slide=32, sink=1)
+    options = dict(streams=1, window=40, slide=32, sink=1, skip_ppm=SKIP_PPM)
     c = nc.NacrithCompressor(**options)
     stream = c.compress(repetitive) + c.flush()
     assert CodecConfig(**options).max_pending == 7
@@ -123,7 +123,7 @@ def test_ensemble_memory_is_bounded_by_its_tables_and_history():
     """Fixed-size tables plus one int32 per symbol of the block, however long the input."""
     rng = np.random.default_rng(1)
     v, streams, steps = 500, 4, 3000
-    config = CodecConfig(ngram_bits=12)
+    config = CodecConfig(ngram_bits=12, skip_ppm=SKIP_PPM)
     p = Predictor(v, streams, None, config)
     counts = [steps] * streams
     p.start(counts)
