@@ -49,6 +49,25 @@ def add_stats(total: dict, part: dict):
             total[key] += value
 
 
+def split(n: int, config) -> list[int]:
+    """Stream lengths for n symbols: as many streams as are worth it, longest first."""
+    if n == 0:
+        return []
+    streams = max(1, min(config.streams, n // config.min_stream_tokens))
+    base, extra = divmod(n, streams)
+    return [base + 1] * extra + [base] * (streams - extra)
+
+
+def to_grid(symbols: np.ndarray, counts: list[int]) -> np.ndarray:
+    """The symbols laid out as (streams, steps): stream i holds the i-th run of counts[i]."""
+    grid = np.zeros((len(counts), counts[0] if counts else 0), dtype=np.int32)
+    offset = 0
+    for i, count in enumerate(counts):
+        grid[i, :count] = symbols[offset:offset + count]
+        offset += count
+    return grid
+
+
 class BlockCoder:
     def __init__(self, engine, config, threads=None, progress=None):
         self.engine, self.config, self.threads = engine, config, threads
@@ -57,14 +76,6 @@ class BlockCoder:
         self._piece_len = tok.piece_len
         self.progress = progress
         self.stats = new_stats()
-
-    def split(self, n: int) -> list[int]:
-        """Stream lengths for n symbols: as many streams as are worth it, longest first."""
-        if n == 0:
-            return []
-        streams = max(1, min(self.config.streams, n // self.config.min_stream_tokens))
-        base, extra = divmod(n, streams)
-        return [base + 1] * extra + [base] * (streams - extra)
 
     def _run(self, counts, grid, coder, give_up=None):
         """The lockstep schedule; ``give_up(bytes_done)`` may stop an encoder early."""
@@ -175,15 +186,11 @@ class BlockCoder:
         texts = [r for role, r in choices[0] if role == TEXT]
         text = b"".join(texts)
         symbols = self.tokenizer.tokenize(text, [s for r in texts for s in self.tokenizer.segments(r)])
-        counts = self.split(len(symbols))
+        counts = split(len(symbols), self.config)
         sizes = [_size(self._record(data, digest, p, (counts, b""))) for p in choices]
         parts = choices[sizes.index(min(sizes))]
         budget = 8 * (to_beat - min(sizes))
-        grid = np.zeros((len(counts), counts[0]), dtype=np.int32)
-        offset = 0
-        for i, count in enumerate(counts):
-            grid[i, :count] = symbols[offset:offset + count]
-            offset += count
+        grid = to_grid(symbols, counts)
         coder = SymbolEncoder(self.tokenizer.n_vocab)
 
         def give_up(done):  # spent, or on course to spend, more than the budget

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import threading
 
 from . import llm
-from .model_file import fingerprint
 from .tokens import Tokenizer
 
 _lock = threading.Lock()
@@ -32,11 +30,8 @@ def environment_json(n_gpu_layers: int = 0) -> str:
 class Engine:
     def __init__(self, path: str, n_gpu_layers: int = 0):
         self.path = path
-        self.name = os.path.basename(path)
-        self.sha256 = fingerprint(path)
         self.model = llm.Model(path, n_gpu_layers)
         self.tokenizer = Tokenizer(self.model)
-        self.env = environment_json(n_gpu_layers)
         self._idle: dict[tuple, list] = {}
         self._pool_lock = threading.Lock()
 

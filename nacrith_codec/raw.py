@@ -14,20 +14,15 @@ import time
 
 import numpy as np
 
-from .block import BlockCoder
+from .block import split, to_grid
 
 
 def grid(engine, data: bytes, config):
     """(symbols (streams, steps) int32, stream lengths) of ``data`` under ``config``."""
     tok = engine.tokenizer
     symbols = tok.tokenize(data, tok.segments(data))
-    counts = BlockCoder(engine, config).split(len(symbols))
-    out = np.zeros((len(counts), counts[0] if counts else 0), dtype=np.int32)
-    start = 0
-    for i, count in enumerate(counts):
-        out[i, :count] = symbols[start:start + count]
-        start += count
-    return out, counts
+    counts = split(len(symbols), config)
+    return to_grid(symbols, counts), counts
 
 
 def passes(engine, symbols, counts, config, threads=None):
