@@ -34,6 +34,7 @@ ROWS = {
                          "skip_ppm": SKIP_PPM},
     "all (defaults)": {},
     "all and the skip": {"skip_ppm": SKIP_PPM},
+    "all in float64 (version 3)": {"float_bits": 64},
 }
 
 

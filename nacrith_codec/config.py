@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from .errors import FormatError
 
 #: Largest values a header may declare.  Checked before anything is allocated,
@@ -49,6 +51,10 @@ class CodecConfig:
     skip_ppm: a stream skips the model for a step when the cheap predictors
         give one token at least this probability, in millionths (0 = never,
         the default; SKIP_PPM is the measured threshold).
+    float_bits: precision of the vocabulary-wide arithmetic that turns logits
+        into probabilities (softmax, mixing): 32 (format version 4) or 64
+        (versions 1-3).  float32 halves the predictors' time per step; the
+        probabilities differ in the last bits, so it is part of the format.
     """
 
     block_size: int = 256 << 10
@@ -63,6 +69,7 @@ class CodecConfig:
     bias_rate_ppm: int = 100000
     mixer_rate_ppm: int = 2000
     skip_ppm: int = 0
+    float_bits: int = 32
 
     def __post_init__(self):
         self.validate(ValueError)
@@ -82,6 +89,7 @@ class CodecConfig:
             (0 <= self.mixer_rate_ppm <= 10**6, "mixer_rate_ppm must be 0..1000000"),
             (0 <= self.skip_ppm <= 10**6, "skip_ppm must be 0..1000000"),
             (not self.skips or self.match_min, "skip needs the match model (match_min > 0)"),
+            (self.float_bits in (32, 64), "float_bits must be 32 or 64"),
         ]
         for ok, message in checks:
             if not ok:
@@ -103,6 +111,10 @@ class CodecConfig:
         """Tokens a stream may hold back from the model (skipped ones + 1): at most 32,
         and few enough that one slide of the window always makes room for them."""
         return min(32, self.window - self.sink - self.slide) if self.skips else 1
+
+    @property
+    def dtype(self):
+        return np.float32 if self.float_bits == 32 else np.float64
 
     def replace(self, **changes) -> "CodecConfig":
         return dataclasses.replace(self, **changes)

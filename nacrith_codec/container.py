@@ -5,9 +5,11 @@
     body    := flags:u8 model_sha256:32B config [content_size] name:str env:str  (varints)
     config  := block_size streams min_stream_tokens window slide sink
                ngram_order ngram_bits match_min bias_rate_ppm mixer_rate_ppm skip_ppm
-               (versions 1 and 2 end after sink: the model alone, no ensemble)
+               float_bits
+               (versions 1 and 2 end after sink: the model alone, no ensemble;
+               version 3 ends after skip_ppm: float64 arithmetic)
     block   := kind:u8 ...fields... crc32:u32le        (crc over the record)
-      SEGMENTED  body_len body                          (versions 2 and 3)
+      SEGMENTED  body_len body                          (versions 2 to 4)
         body := raw_len n_segments (method:u8 length)*n_segments
                 [n_streams count*n_streams payload_len payload]   if a segment is TEXT
                 [payload_len payload] for LZMA, ZSTD, PPMD in that order, if used
@@ -53,18 +55,22 @@ from .errors import CorruptError, FormatError
 MAGIC = b"NACR"
 FOOTER_MAGIC = b"NACE"
 FOOTER_SIZE = 8
-VERSION = 3  # written; every version in READABLE is read
-READABLE = (1, 2, 3)
+VERSION = 4  # written; every version in READABLE is read
+READABLE = (1, 2, 3, 4)
 KIND_END, KIND_NEURAL, KIND_STORED, KIND_SEGMENTED = 0, 1, 2, 3
-_KINDS = {1: (KIND_NEURAL, KIND_STORED), 2: (KIND_SEGMENTED,), 3: (KIND_SEGMENTED,)}
+_KINDS = {1: (KIND_NEURAL, KIND_STORED), 2: (KIND_SEGMENTED,), 3: (KIND_SEGMENTED,),
+          4: (KIND_SEGMENTED,)}
 _FLAG_CONTENT_SIZE = 1
 _MAX_HEADER_BODY = 8192
 _MAX_TEXT = 4096
 _CONFIG_FIELDS = [f.name for f in dataclasses.fields(CodecConfig)]
+_LAST_FIELD = {1: "sink", 2: "sink", 3: "skip_ppm", 4: "float_bits"}
+#: What the versions that lack a field did: no ensemble (1-2), float64 arithmetic (1-3).
+_ABSENT = {**MODEL_ALONE, "float_bits": 64}
 
 
 def _config_fields(version: int) -> list[str]:
-    return _CONFIG_FIELDS if version >= 3 else _CONFIG_FIELDS[:_CONFIG_FIELDS.index("sink") + 1]
+    return _CONFIG_FIELDS[:_CONFIG_FIELDS.index(_LAST_FIELD[version]) + 1]
 
 
 def digest(data: bytes) -> bytes:
@@ -207,7 +213,7 @@ def parse_header(buf) -> tuple[Header, int] | None:
             raise FormatError(f"unsupported header flags {flags:#x}; upgrade nacrith-codec")
         sha = r.take(32)
         version = buf[len(MAGIC)]
-        values = {**CodecConfig().as_dict(), **MODEL_ALONE}  # versions 1-2 had no ensemble
+        values = {**CodecConfig().as_dict(), **_ABSENT}
         values.update((name, r.varint(1 << 32, name)) for name in _config_fields(version))
         config = CodecConfig.__new__(CodecConfig)
         for name, value in values.items():

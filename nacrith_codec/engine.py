@@ -12,7 +12,7 @@ import contextlib
 import json
 import threading
 
-from . import llm
+from . import llm, predict
 from .tokens import Tokenizer
 
 _lock = threading.Lock()
@@ -20,8 +20,9 @@ _engines: dict[str, "Engine"] = {}
 
 
 def environment_json(n_gpu_layers: int = 0) -> str:
-    """The header's record of the llama.cpp environment (no model needed)."""
-    env = llm.environment()
+    """The header's record of the environment the predictions depend on: llama.cpp's
+    build and CPU features, numpy's (no model needed)."""
+    env = {**llm.environment(), **predict.environment()}
     if n_gpu_layers:  # offloaded layers run other kernels: other logits
         env["gpu_layers"] = n_gpu_layers
     return json.dumps(env, sort_keys=True, separators=(",", ":"))

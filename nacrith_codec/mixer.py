@@ -29,17 +29,17 @@ class Mixer:
 
     def mix(self, out, llm, bias, cand, feat, sets, scale=1.0) -> np.ndarray:
         """Probabilities times ``scale``, written into the first V columns of ``out`` (S, >= V),
-        a C-contiguous array, and returned.
+        a C-contiguous float32 or float64 array, and returned.
 
         llm (S, V) logits or None (rows coded without the model), bias (V,) or
         None, cand (S, C) candidate tokens (-1: none), feat (S, C, F), sets (S,).
         """
         rows, width = out.shape
-        z = out[:, :self.n_vocab]
+        z = out[:, :self.n_vocab]  # the arithmetic is in out's precision (float_bits)
         if llm is not None:
-            np.multiply(llm, self.a[sets][:, None], out=z)
+            np.multiply(llm, self.a[sets][:, None], out=z, dtype=z.dtype)
             if bias is not None:
-                z += bias
+                np.add(z, bias, out=z, dtype=z.dtype)
         else:
             z[:] = bias if bias is not None else 0.0
         add = np.einsum("scf,sf->sc", feat, self.w[sets])

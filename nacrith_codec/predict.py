@@ -33,6 +33,16 @@ SKIP_MIN_MATCH = 16  # a stream may skip the model only while following a match 
 _MATCH_BITS = 18
 
 
+def environment() -> dict:
+    """What the predictors' arithmetic depends on beyond the stream: numpy's version and
+    the SIMD kernels it dispatches to on this CPU (its float32 exp differs between its
+    AVX2 and SSE kernels, measured; README "What is guaranteed across machines")."""
+    core = getattr(np, "_core", None) or np.core
+    umath = core._multiarray_umath
+    simd = [f for f in umath.__cpu_dispatch__ if umath.__cpu_features__.get(f)]
+    return {"numpy": np.__version__, "numpy_simd": ",".join(simd) or "baseline"}
+
+
 class Predictor:
     """Turns a step's logits into symbol probabilities (rows, V + 1)."""
 
@@ -42,8 +52,9 @@ class Predictor:
         # integer model still gives them its minimum frequency).
         self._never_mask = never
         self._never = np.flatnonzero(never) if never is not None else None
-        self._buf = np.empty((max_rows, n_vocab + 1), dtype=np.float64)
-        self._skip_buf = np.empty((max_rows, n_vocab + 1), dtype=np.float64)
+        self.dtype = config.dtype  # of every vocabulary-wide array
+        self._buf = np.empty((max_rows, n_vocab + 1), dtype=self.dtype)
+        self._skip_buf = np.empty((max_rows, n_vocab + 1), dtype=self.dtype)
         c = config
         self.ensemble = c.ensemble
         self.skipping = self.ensemble and c.skips
@@ -54,7 +65,7 @@ class Predictor:
         rows, v = logits.shape
         out = self._buf[:rows]
         p = out[:, :v]
-        np.subtract(logits, logits.max(axis=1, keepdims=True), out=p)
+        np.subtract(logits, logits.max(axis=1, keepdims=True), out=p, dtype=self.dtype)
         np.exp(p, out=p)
         if self._never is not None:
             p[:, self._never] = 0.0
@@ -177,7 +188,7 @@ class Predictor:
             out[:, v] = ESCAPE_PROBABILITY
         self._model_p = out
         if skip.any():  # rows of both kinds, in stream order
-            both = np.empty((live, v + 1))
+            both = np.empty((live, v + 1), dtype=self.dtype)
             both[model] = out
             both[skip] = self._skip_p
             return both

@@ -21,6 +21,8 @@ VARIANTS = {
     "no-bias": dict(bias_rate_ppm=0),
     "fixed-mixer": dict(mixer_rate_ppm=0),
     "no-skip": dict(skip_ppm=0),
+    "float64": dict(skip_ppm=SKIP_PPM, float_bits=64),  # the arithmetic of format version 3
+    "model-alone-float64": {**MODEL_ALONE, "float_bits": 64},
 }
 
 
@@ -52,9 +54,19 @@ def test_every_component_on_and_off_round_trips(coded, repetitive, name):
     assert header.config == CodecConfig(**SMALL, **VARIANTS[name])
 
 
+def _payload(stream: bytes) -> bytes:
+    """The model's range-coder bytes of the first block (the header aside)."""
+    header, pos = container.parse_header(stream)
+    return container.parse_record(stream, pos, header, 0)[0].payload
+
+
 @pytest.mark.parametrize("name", [n for n in VARIANTS if n != "all"])
 def test_every_switch_changes_the_coding(coded, name):
-    assert coded[name][0] != coded["all"][0]
+    assert _payload(coded[name][0]) != _payload(coded["all"][0])
+
+
+def test_float_precision_changes_the_model_alone_coding(coded):
+    assert _payload(coded["model-alone-float64"][0]) != _payload(coded["model-alone"][0])
 
 
 def test_the_ensemble_beats_the_model_alone_on_repeats(coded):

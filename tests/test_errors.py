@@ -116,7 +116,8 @@ def _header_with(version=container.VERSION, **fields):
 @pytest.mark.parametrize("fields", [dict(block_size=1 << 40), dict(streams=10**6),
                                     dict(window=1 << 30), dict(slide=0), dict(ngram_bits=40),
                                     dict(ngram_order=99), dict(match_min=1),
-                                    dict(mixer_rate_ppm=10**9), dict(skip_ppm=10**7)])
+                                    dict(mixer_rate_ppm=10**9), dict(skip_ppm=10**7),
+                                    dict(float_bits=16)])
 def test_hostile_header_values_are_rejected(fields):
     with pytest.raises(nc.CorruptError, match="invalid codec parameters|exceeds its limit"):
         container.parse_header(_header_with(**fields))
