@@ -12,12 +12,12 @@ Importing this package is cheap: llama.cpp and the model load on first use.
 from .api import NacrithCompressor, NacrithDecompressor, compress, decompress
 from .config import CodecConfig
 from .errors import (CorruptError, EnvironmentMismatchError, FormatError, ModelMismatchError,
-                     ModelNotFoundError, NacrithError, TruncatedError)
+                     ModelNotFoundError, NacrithError, TruncatedError, VerifyError)
 from .file import NacrithFile, open
 
 __all__ = [
     "CodecConfig", "CorruptError", "EnvironmentMismatchError", "FormatError", "ModelMismatchError",
     "ModelNotFoundError", "NacrithCompressor", "NacrithDecompressor", "NacrithError", "NacrithFile",
-    "TruncatedError", "compress", "decompress", "open",
+    "TruncatedError", "VerifyError", "compress", "decompress", "open",
 ]
 __version__ = "0.1.0"

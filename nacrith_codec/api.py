@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import contextlib
+import hashlib
 import json
 import os
 
@@ -10,7 +12,7 @@ from . import classical, container
 from .config import CodecConfig
 from .engine import Engine, environment_json
 from .errors import (CorruptError, EnvironmentMismatchError, FormatError, ModelMismatchError,
-                     TruncatedError)
+                     NacrithError, TruncatedError, VerifyError)
 from .model_file import fingerprint, resolve_model_path
 from .workers import Pool, Serial
 
@@ -64,12 +66,19 @@ class NacrithCompressor(_Coding):
     ``threads``, ``workers`` and ``progress`` (a callable receiving the number
     of input bytes coded, many times per block) change only speed and
     reporting.  ``content_size``, when known, is recorded in the header.
+
+    ``verify=True`` decodes the stream as it is written, with a decompressor
+    of its own (about doubling the time), and ``flush()`` raises VerifyError
+    unless it reproduced every input byte.
     """
 
     def __init__(self, model=None, *, config: CodecConfig | None = None, threads=None,
                  progress=None, content_size: int | None = None, workers: int = 1,
-                 n_gpu_layers: int = 0, **options):
+                 n_gpu_layers: int = 0, verify: bool = False, **options):
         super().__init__(model, threads, progress, workers, n_gpu_layers)
+        self._verifier = (_Verifier(NacrithDecompressor(
+            self._model_path, threads=threads, progress=progress, workers=workers,
+            n_gpu_layers=n_gpu_layers)) if verify else None)
         base = config or CodecConfig()
         self.config = base.replace(**options) if options else base
         self._content_size = content_size
@@ -109,7 +118,12 @@ class NacrithCompressor(_Coding):
             self._block(bytes(self._buffer[:size]))
             del self._buffer[:size]
             out += self._records()
-        return b"".join(out)
+        return self._checked(data, b"".join(out))
+
+    def _checked(self, data, out: bytes) -> bytes:
+        if self._verifier is not None:
+            self._verifier.check(data, out)
+        return out
 
     def flush(self) -> bytes:
         if self._flushed:
@@ -122,12 +136,52 @@ class NacrithCompressor(_Coding):
                 self._buffer.clear()
             out += self._records(wait=True)
         finally:
-            self.close()
+            _Coding.close(self)  # the verifier's decoder, if any, ends with the stream
         if self._content_size is not None and self._content_size != self._total:
             raise ValueError(f"content_size was given as {self._content_size} but "
                              f"{self._total} bytes were compressed")
         out.append(container.pack_end(self._total, self._index))
-        return b"".join(out)
+        out = self._checked(b"", b"".join(out))
+        if self._verifier is not None:
+            self._verifier.finish()
+        return out
+
+    def close(self):
+        super().close()
+        if getattr(self, "_verifier", None) is not None:
+            self._verifier.decoder.close()
+
+
+class _Verifier:
+    """Decodes a compressor's output as it is produced and compares it with the input."""
+
+    def __init__(self, decoder: "NacrithDecompressor"):
+        self.decoder = decoder
+        self._read, self._decoded = hashlib.blake2b(), hashlib.blake2b()
+        self._sizes = [0, 0]
+
+    def check(self, data, out: bytes):
+        self._read.update(data)
+        self._sizes[0] += len(memoryview(data).cast("B"))
+        if not out:
+            return
+        try:
+            decoded = self.decoder.decompress(out)
+        except NacrithError as exc:
+            raise VerifyError(f"verification failed: the stream written does not decode "
+                              f"({type(exc).__name__}: {exc}); the input is intact, do not "
+                              "keep the output") from exc
+        self._decoded.update(decoded)
+        self._sizes[1] += len(decoded)
+
+    def finish(self):
+        if not self.decoder.eof or self.decoder.unused_data:
+            raise VerifyError("verification failed: the stream written does not end where "
+                              "its end record says; do not keep the output")
+        if self._sizes[0] != self._sizes[1] or self._read.digest() != self._decoded.digest():
+            raise VerifyError(f"verification failed: the stream written decodes to other bytes "
+                              f"({self._sizes[1]} bytes for {self._sizes[0]} read); the input "
+                              "is intact, do not keep the output")
 
 
 class NacrithDecompressor(_Coding):
@@ -164,21 +218,41 @@ class NacrithDecompressor(_Coding):
 
     def _verified(self, block: container.Block, data: bytes) -> bytes:
         if block.digest and container.digest(data) != block.digest:
-            if classical.TEXT not in block.methods():  # the model played no part
-                raise CorruptError("corrupt stream: a decoded block failed its checksum")
-            ours = json.loads(environment_json(self._gpu))
-            try:
-                theirs = dict(json.loads(self.header.env))
-            except (ValueError, TypeError):
-                theirs = {"environment": self.header.env}
-            differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
-            if differ:
-                raise EnvironmentMismatchError(
-                    "decoding failed its checksum, and the stream was written by a different "
-                    "llama.cpp environment: " + "; ".join(
-                        f"{k}: writer {theirs.get(k)!r}, here {ours.get(k)!r}" for k in differ))
-            raise CorruptError("corrupt stream: a decoded block failed its checksum")
+            raise self._explained(block, CorruptError(
+                "corrupt stream: a decoded block failed its checksum"))
         return data
+
+    @contextlib.contextmanager
+    def _explaining(self, block):
+        """Decoding ``block``: its CorruptErrors become EnvironmentMismatchErrors when the
+        environment differs."""
+        try:
+            yield
+        except EnvironmentMismatchError:
+            raise
+        except CorruptError as exc:
+            if block is None:
+                raise
+            raise self._explained(block, exc) from exc
+
+    def _explained(self, block: container.Block, error: CorruptError) -> CorruptError:
+        """``error`` (a model-coded block failed to decode), or an EnvironmentMismatchError
+        naming what differs when the stream was written in another environment: other
+        predictions make the range decoder go astray in any of several ways."""
+        if classical.TEXT not in block.methods():  # the model played no part
+            return error
+        ours = json.loads(environment_json(self._gpu))
+        try:
+            theirs = dict(json.loads(self.header.env))
+        except (ValueError, TypeError):
+            theirs = {"environment": self.header.env}
+        differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+        if not differ:
+            return error
+        return EnvironmentMismatchError(
+            f"decoding failed ({error}), and the stream was written in a different "
+            "environment: " + "; ".join(
+                f"{k}: writer {theirs.get(k)!r}, here {ours.get(k)!r}" for k in differ))
 
     def _read_records(self):
         """Parse the complete records in the input, handing blocks to the runner while it
@@ -202,7 +276,8 @@ class NacrithDecompressor(_Coding):
             self._index.append((record.raw_len, end))
             self._total += record.raw_len
             self._blocks.append(record)
-            self._runner.submit("decode", record)
+            with self._explaining(record):  # a serial runner decodes it now
+                self._runner.submit("decode", record)
 
     def _advance(self) -> bool:
         """Decode the next block into ``_pending``; False when more input is needed."""
@@ -218,9 +293,10 @@ class NacrithDecompressor(_Coding):
         self._read_records()
         # Wait for a block only when no more input could start another one.
         wait = self._end is not None or len(self._runner) >= self._runner.limit
-        for data in self._runner.results(wait=wait):
-            self._pending = self._verified(self._blocks.popleft(), data)
-            return True
+        with self._explaining(self._blocks[0] if self._blocks else None):
+            for data in self._runner.results(wait=wait):
+                self._pending = self._verified(self._blocks.popleft(), data)
+                return True
         if self._end is not None and not self._blocks:
             self.eof = True
             self.close()

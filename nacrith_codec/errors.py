@@ -25,6 +25,14 @@ class ModelMismatchError(NacrithError):
     """The stream was made with another model than the one given to decode it."""
 
 
+class VerifyError(NacrithError):
+    """``verify=True``: the stream just written does not decode to its input.
+
+    The input is intact; the stream must not be kept.  This is a bug (or a
+    machine fault) to report, never expected.
+    """
+
+
 class ModelNotFoundError(NacrithError):
     """No model file could be found or loaded."""
 

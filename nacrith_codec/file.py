@@ -46,10 +46,16 @@ class NacrithFile(_compression.BaseStream):
     optional "b").  Writing buffers at most one block; reading
     decodes one block at a time (concatenated streams are read in sequence).
     Keyword options go to NacrithCompressor / NacrithDecompressor.
+
+    A write is finished only by a clean close: if writing to the underlying
+    file failed, or the ``with`` block that wrote it raised, closing ends
+    without the end record, so the partial file reads as truncated (an
+    error), never as a complete stream of part of the data.
     """
 
     def __init__(self, filename, mode="r", *, close_fileobj=False, **options):
         self._fp, self._closefp, self._mode = None, close_fileobj, None
+        self._broken = False
         mode = mode.replace("b", "")
         if mode not in ("r", "w", "x", "a"):
             raise ValueError(f"invalid mode: {mode!r}")
@@ -76,7 +82,11 @@ class NacrithFile(_compression.BaseStream):
         self._check_can_write()
         with memoryview(data) as view:
             length = view.nbytes
-        self._fp.write(self._compressor.compress(data))
+        try:
+            self._fp.write(self._compressor.compress(data))
+        except BaseException:
+            self._broken = True  # what was written is not a prefix of a good stream
+            raise
         self._pos += length
         return length
 
@@ -127,6 +137,16 @@ class NacrithFile(_compression.BaseStream):
         self._check_not_closed()
         return self._mode == _WRITE
 
+    @property
+    def broken(self) -> bool:
+        """Whether writing failed or was abandoned (the file was left without its end)."""
+        return self._broken
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and self._mode == _WRITE:
+            self._broken = True
+        self.close()
+
     def close(self):
         if self._mode is None:
             return
@@ -134,9 +154,16 @@ class NacrithFile(_compression.BaseStream):
             if self._mode == _READ:
                 self._buffer.close()
                 self._buffer = None
+            elif self._broken:
+                self._compressor.close()
             else:
-                self._fp.write(self._compressor.flush())
-                self._compressor = None
+                try:
+                    self._fp.write(self._compressor.flush())
+                except BaseException:
+                    self._broken = True
+                    self._compressor.close()
+                    raise
+            self._compressor = None
         finally:
             try:
                 if self._closefp:

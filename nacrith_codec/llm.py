@@ -98,6 +98,13 @@ class Model:
         return np.ctypeslib.as_array(out)[:n].astype(np.int32)
 
 
+_DECODE_ERRORS = {  # llama_decode's return codes (llama.h)
+    1: "no free KV cache cell for the batch: the context is smaller than the window needs",
+    2: "aborted",
+    -1: "invalid batch",
+}
+
+
 class Context:
     """B streams decoded in lockstep with a sliding window of ``window`` tokens.
 
@@ -184,6 +191,7 @@ class Context:
         self.batch.n_tokens = n
         rc = L.llama_decode(self.ptr, self.batch)
         if rc != 0:
-            raise NacrithError(f"llama_decode failed with code {rc}")
+            why = _DECODE_ERRORS.get(rc, "a fatal error in llama.cpp")
+            raise NacrithError(f"llama_decode failed with code {rc} ({why})")
         ptr = L.llama_get_logits(self.ptr)
         return np.ctypeslib.as_array(ptr, (len(rows), self.model.n_vocab))

@@ -9,6 +9,14 @@ seen through this one under their logical names, with their original sizes
 byte range decode only the blocks the range overlaps.  Objects in the target
 without the suffix are not nacrith files and are not listed.
 
+A file written through this filesystem appears in the target only when it
+was closed cleanly: it is opened with ``autocommit=False`` (a local temporary
+file renamed on success, a multipart upload completed on success on object
+stores) and discarded if writing failed or the ``with`` block raised.  Within
+a transaction of the target filesystem, the transaction decides instead.
+(fsspec's memory filesystem publishes files as soon as they are opened; there
+a failed write leaves a stream without its end record, read as truncated.)
+
 Registered under the ``fsspec.specs`` entry point ``nacrith``, so the URL
 works without an import.  Storage options: ``model``, ``threads`` and any
 ``CodecConfig`` field (``streams``, ``window``, ``block_size``, ...); the
@@ -20,12 +28,32 @@ from __future__ import annotations
 from fsspec import filesystem
 from fsspec.implementations.chained import ChainedFileSystem
 
+from nacrith_codec.errors import NacrithError
 from nacrith_codec.file import NacrithFile
 from nacrith_codec.random_access import original_size
 
 from . import fsspec_compression  # noqa: F401  (registers compression="nacrith" too)
 
 SUFFIX = ".nc"
+
+
+class _Publishing(NacrithFile):
+    """A nacrith file over a target file opened without autocommit: committed when it
+    closes cleanly, discarded otherwise."""
+
+    def __init__(self, raw, commit: bool, **options):
+        super().__init__(raw, "w", **options)
+        self._raw, self._commit = raw, commit
+
+    def close(self):
+        if self.closed:
+            return
+        try:
+            super().close()
+        finally:
+            self._raw.close()
+            if self._commit:
+                self._raw.discard() if self.broken else self._raw.commit()
 
 
 class NacrithFileSystem(ChainedFileSystem):
@@ -52,8 +80,12 @@ class NacrithFileSystem(ChainedFileSystem):
             return dict(info)
         if not info["name"].endswith(SUFFIX):
             return None
-        with self.fs.open(info["name"], "rb") as f:
-            size = original_size(f)
+        try:
+            with self.fs.open(info["name"], "rb") as f:
+                size = original_size(f)
+        except NacrithError as exc:  # listed, not hidden, and not a reason to fail a listing
+            return {**info, "name": info["name"][:-len(SUFFIX)], "size": None,
+                    "stored_size": info.get("size"), "error": str(exc)}
         return {**info, "name": info["name"][:-len(SUFFIX)], "size": size,
                 "stored_size": info.get("size")}
 
@@ -62,8 +94,12 @@ class NacrithFileSystem(ChainedFileSystem):
         if "r" in mode:
             raw = self.fs.open(self._target(path), "rb")
             return NacrithFile(raw, "r", close_fileobj=True, **self._read_options)
-        raw = self.fs.open(self._target(path), "wb")
-        return NacrithFile(raw, "w", close_fileobj=True, **self._write_options)
+        if self.fs._intrans:  # the target's transaction commits or discards
+            return NacrithFile(self.fs.open(self._target(path), "wb"), "w", close_fileobj=True,
+                               **self._write_options)
+        raw = self.fs._open(self._target(path), "wb", autocommit=False)
+        return _Publishing(raw, commit=getattr(raw, "autocommit", True) is False,
+                           **self._write_options)
 
     def ls(self, path, detail=True, **kwargs):
         entries = [e for e in (self._logical(i) for i in self.fs.ls(
