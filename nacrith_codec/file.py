@@ -172,6 +172,15 @@ class NacrithFile(_compression.BaseStream):
                 self._fp, self._closefp, self._mode = None, False, None
 
 
+class _TextFile(io.TextIOWrapper):
+    """Text over a NacrithFile; a ``with`` block that raises abandons the stream too."""
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and self.buffer.writable():
+            self.buffer._broken = True
+        return super().__exit__(exc_type, exc, tb)
+
+
 def open(filename, mode="rb", *, encoding=None, errors=None, newline=None, **options):
     """Open a nacrith file in binary or text mode, as lzma.open()."""
     if "t" in mode:
@@ -181,6 +190,6 @@ def open(filename, mode="rb", *, encoding=None, errors=None, newline=None, **opt
         raise ValueError("encoding, errors and newline are for text mode only")
     binary = NacrithFile(filename, mode.replace("t", ""), **options)
     if "t" in mode:
-        return io.TextIOWrapper(binary, encoding=io.text_encoding(encoding), errors=errors,
-                                newline=newline)
+        return _TextFile(binary, encoding=io.text_encoding(encoding), errors=errors,
+                         newline=newline)
     return binary

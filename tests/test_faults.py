@@ -112,6 +112,15 @@ def test_an_exception_in_the_with_block_abandons_the_stream(english, tmp_path):
             raise KeyError("the producer failed")
     with pytest.raises(nc.TruncatedError):
         nc.decompress(path.read_bytes())
+    with pytest.raises(KeyError):
+        with nc.open(path, "wt", encoding="utf-8", **SMALL) as f:
+            f.write(english[:100].decode())
+            raise KeyError("the producer failed")
+    with pytest.raises(nc.TruncatedError):
+        nc.decompress(path.read_bytes())
+    with nc.open(path, "wt", encoding="utf-8", **SMALL) as f:  # and a clean close ends it
+        f.write(english[:100].decode())
+    assert nc.decompress(path.read_bytes()) == english[:100]
 
 
 def test_nacrith_filesystem_publishes_only_complete_files(english, tmp_path):
