@@ -68,8 +68,9 @@ class NacrithCompressor(_Coding):
     reporting.  ``content_size``, when known, is recorded in the header.
 
     ``verify=True`` decodes the stream as it is written, with a decompressor
-    of its own (about doubling the time), and ``flush()`` raises VerifyError
-    unless it reproduced every input byte.
+    of its own (about doubling the time; ``progress`` then counts every byte twice,
+    and ``workers`` > 1 start as many decoding processes), and ``flush()`` raises
+    VerifyError unless it reproduced every input byte.
     """
 
     def __init__(self, model=None, *, config: CodecConfig | None = None, threads=None,
