@@ -6,6 +6,7 @@
     nacrith -c / -o OUT / -    stdout, explicit output, stdin
     nacrith info FILE.nc       what a stream holds, without decoding it
     nacrith bench FILE...      nacrith beside gzip, bzip2, xz and PPMd
+    nacrith cluster IN... -o DEST   many files over a Dask cluster (plugins/dask_cli.py)
 
 Exit status: 0 success, 1 an error (the message says which file and why),
 2 bad usage, 130 interrupted (^C), 143 terminated (SIGTERM).  Output is written
@@ -30,13 +31,14 @@ from .config import MODEL_ALONE
 from .errors import FormatError, NacrithError, TruncatedError
 
 SUFFIX = ".nc"
-_COMMANDS = ("compress", "decompress", "info", "bench")
+_COMMANDS = ("compress", "decompress", "info", "bench", "cluster")
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="nacrith", description="Lossless compression with a small language model.",
-        epilog="subcommands: `nacrith info FILE.nc`, `nacrith bench FILE...`; "
+        epilog="subcommands: `nacrith info FILE.nc`, `nacrith bench FILE...`, "
+               "`nacrith cluster INPUT... -o DEST` (Dask); "
                "`nacrith compress` and `nacrith decompress` are -z and -d.")
     p.add_argument("files", nargs="*", metavar="FILE", help="input files ('-' or none: stdin)")
     mode = p.add_mutually_exclusive_group()
@@ -65,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
                         "decoder must offload the same)")
     p.add_argument("-T", "--workers", type=int, default=1, metavar="N",
                    help="processes coding blocks at once, each loading the model (speed only)")
+    add_codec_arguments(p)
+    p.add_argument("-V", "--version", action="version", version=f"nacrith {__version__}")
+    return p
+
+
+def add_codec_arguments(p: argparse.ArgumentParser):
+    """The options that change the compressed bytes (``codec_options`` reads them back)."""
     g = p.add_argument_group("compression parameters (recorded in the stream)")
     g.add_argument("--block-size", type=int, metavar="BYTES")
     g.add_argument("--streams", type=int, metavar="B", help="token streams decoded in lockstep")
@@ -82,11 +91,9 @@ def _parser() -> argparse.ArgumentParser:
                         "depend on numpy's SIMD kernels, and is slower)")
     g.add_argument("--model-alone", action="store_true",
                    help="no online predictors: the language model's probabilities only")
-    p.add_argument("-V", "--version", action="version", version=f"nacrith {__version__}")
-    return p
 
 
-def _options(args) -> dict:
+def codec_options(args) -> dict:
     names = ("block_size", "streams", "window", "slide", "ngram_order", "match_min",
              "bias_rate_ppm", "mixer_rate_ppm", "skip_ppm", "float_bits")
     options = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
@@ -143,7 +150,7 @@ def _code_file(args, src: str, dst: str | None):
             step = coder.decompress
         else:
             coder = NacrithCompressor(content_size=size, verify=verify, **opts,
-                                      **_options(args))
+                                      **codec_options(args))
             step = coder.compress
         if args.test:
             sink = open(os.devnull, "wb")
@@ -265,6 +272,16 @@ def _main_info(argv) -> int:
     return status
 
 
+def _main_cluster(argv) -> int:
+    try:
+        from .plugins.dask_cli import main as cluster_main
+    except ImportError as exc:
+        print(f"nacrith cluster needs Dask ({exc}): pip install 'nacrith-codec[cluster]'",
+              file=sys.stderr)
+        return 2
+    return cluster_main(argv)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in _COMMANDS:
@@ -274,6 +291,8 @@ def main(argv=None) -> int:
         if command == "bench":
             from .bench import main as bench_main
             return bench_main(argv)
+        if command == "cluster":
+            return _main_cluster(argv)
         if command == "decompress":
             argv.insert(0, "-d")
     parser = _parser()
@@ -281,14 +300,20 @@ def main(argv=None) -> int:
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     args.decompress = args.decompress or args.test
+    return run_guarded("nacrith", lambda: _main_code(args))
+
+
+def run_guarded(prog: str, work) -> int:
+    """``work()``'s exit status, or 130 after ^C and 143 after SIGTERM, both turned into
+    exceptions so that every cleanup runs (temporary outputs removed, workers stopped)."""
     previous = _on_sigterm()
     try:
-        return _main_code(args)
+        return work()
     except KeyboardInterrupt:
-        print("nacrith: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except _Terminated:
-        print("nacrith: terminated", file=sys.stderr)
+        print(f"{prog}: terminated", file=sys.stderr)
         return 128 + signal.SIGTERM
     finally:
         if previous is not None:

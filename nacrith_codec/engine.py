@@ -29,7 +29,10 @@ def environment_json(n_gpu_layers: int = 0) -> str:
 
 
 class Engine:
+    loads = 0  #: models this process has loaded (one per model file, whatever the work)
+
     def __init__(self, path: str, n_gpu_layers: int = 0):
+        Engine.loads += 1
         self.path = path
         self.model = llm.Model(path, n_gpu_layers)
         self.tokenizer = Tokenizer(self.model)

@@ -51,6 +51,16 @@ def read_index(fp) -> tuple[bytes, list[int], list[int], int] | None:
     return bytes(head[:header_len]), raw, offsets, end.total_len
 
 
+def decode_block(header: bytes, record: bytes, raw_len: int, i: int, **options) -> bytes:
+    """Block ``i`` of a stream, decoded from the stream's header bytes and the block's
+    record, with every check of the sequential path; ``raw_len`` is its length in the
+    END record's index.  ``options`` as for NacrithDecompressor."""
+    data = NacrithDecompressor(**options).decompress(header + record)
+    if len(data) != raw_len:
+        raise CorruptError(f"corrupt stream: block {i} does not match the index")
+    return data
+
+
 def original_size(fp) -> int | None:
     """The original size of a seekable single stream, from its two ends."""
     index = read_index(fp)
@@ -85,10 +95,8 @@ class RandomAccessReader(io.RawIOBase):
         if self._cached[0] != i:
             self._fp.seek(self._offsets[i])
             record = self._fp.read(self._offsets[i + 1] - self._offsets[i])
-            d = NacrithDecompressor(**self._options)
-            data = d.decompress(self._header + record)
-            if len(data) != self._raw[i + 1] - self._raw[i]:
-                raise CorruptError(f"corrupt stream: block {i} does not match the index")
+            data = decode_block(self._header, record, self._raw[i + 1] - self._raw[i], i,
+                                **self._options)
             self._cached = (i, data)
         return self._cached[1]
 

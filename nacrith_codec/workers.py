@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures as cf
 import multiprocessing
+import threading
 
 from .block import BlockCoder, add_stats, new_stats
 from .engine import Engine
@@ -53,11 +54,27 @@ class Serial:
 
 # -- in a worker process -----------------------------------------------------------
 
+_coders: dict = {}
+
+
+def local_coder(model_path, n_gpu_layers: int, threads, config, progress=None) -> BlockCoder:
+    """This process's block coder for these settings, made on first use and kept: the
+    model loads once per process, whatever the number of blocks (or files, or tasks of a
+    cluster) it codes.  One per thread, since a coder's predictors hold a block's state."""
+    key = (str(model_path), n_gpu_layers, threads, config, threading.get_ident())
+    coder = _coders.get(key)
+    if coder is None:
+        coder = _coders[key] = BlockCoder(Engine.get(model_path, n_gpu_layers), config, threads)
+    coder.progress = progress
+    coder.stats = new_stats()
+    return coder
+
+
 _worker: dict = {}
 
 
 def _start_worker(model_path: str, gpu_layers: int, threads, counter):
-    _worker.update(path=model_path, gpu=gpu_layers, threads=threads, counter=counter, coders={})
+    _worker.update(path=model_path, gpu=gpu_layers, threads=threads, counter=counter)
 
 
 def _tick(n: int):
@@ -66,12 +83,7 @@ def _tick(n: int):
 
 
 def _task(config, kind: str, item):
-    coders = _worker["coders"]
-    if config not in coders:
-        engine = Engine.get(_worker["path"], _worker["gpu"])
-        coders[config] = BlockCoder(engine, config, _worker["threads"], _tick)
-    coder = coders[config]
-    coder.stats = new_stats()
+    coder = local_coder(_worker["path"], _worker["gpu"], _worker["threads"], config, _tick)
     return getattr(coder, kind)(item), coder.stats
 
 
