@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="compressing: decode every block on its worker before keeping it")
     p.add_argument("--retries", type=int, default=2, metavar="N",
                    help="tries again a task that raised, e.g. a storage error (default 2)")
+    p.add_argument("--send-inputs", action="store_true",
+                   help="read the inputs here and send them to the workers (for paths only this "
+                        "machine sees; default: workers read them, memory:// excepted)")
     p.add_argument("--report", metavar="FILE.json", help="write the report as JSON")
     p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
                    help="fsspec storage option for inputs and outputs (repeatable)")
@@ -70,12 +73,13 @@ def _storage_options(pairs) -> dict:
 
 
 def _run(args) -> int:
-    from tqdm import tqdm
+    from fsspec.callbacks import NoOpCallback, TqdmCallback
 
     options = dict(client=None, workers=args.workers, model=args.model,
                    storage_options=_storage_options(args.storage_option),
                    existing="overwrite" if args.force else "skip" if args.skip_existing else "error",
-                   retries=args.retries, threads=args.threads, n_gpu_layers=args.gpu_layers)
+                   retries=args.retries, threads=args.threads, n_gpu_layers=args.gpu_layers,
+                   ship_inputs=True if args.send_inputs else None)
     codec = codec_options(args)
     if args.decompress and (codec or args.verify):
         raise ValueError("compression parameters and --verify apply to compression only")
@@ -83,9 +87,9 @@ def _run(args) -> int:
     with connect(args.scheduler, args.workers, quiet) as client:
         if not args.quiet:
             print(f"nacrith: Dask dashboard: {client.dashboard_link}", file=sys.stderr)
-        bar = None if args.quiet else tqdm(unit="B", unit_scale=True, file=sys.stderr,
-                                           dynamic_ncols=True, disable=None)
-        options.update(client=client, progress=bar.update if bar is not None else None)
+        bar = NoOpCallback() if args.quiet else TqdmCallback(tqdm_kwargs=dict(
+            unit="B", unit_scale=True, file=sys.stderr, dynamic_ncols=True, disable=None))
+        options.update(client=client, callback=bar)
         try:
             if args.decompress:
                 report = decompress_files(args.inputs, args.output, **options)
@@ -93,8 +97,7 @@ def _run(args) -> int:
                 report = compress_files(args.inputs, args.output, verify=args.verify, **options,
                                         **codec)
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
     if args.report:
         with open(args.report, "w") as f:
             f.write(report.to_json())

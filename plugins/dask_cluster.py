@@ -35,6 +35,7 @@ import time
 import uuid
 
 import fsspec
+from fsspec.callbacks import NoOpCallback
 from dask.base import tokenize
 from distributed import Client, LocalCluster, as_completed
 from distributed.comm import get_address_host
@@ -88,7 +89,8 @@ class Report:
     files: list
     seconds: float = 0.0
     workers: int = 0
-    models_loaded: int = 0
+    models_loaded: int = 0  # by the workers at the end of the run (one each, if they coded)
+    worker_peak_rss: int = 0  # bytes: the largest peak resident memory of a worker process
 
     @property
     def ok(self) -> bool:
@@ -111,6 +113,7 @@ class Report:
                 "rerun_blocks": sum(f.rerun_blocks for f in self.files),
                 "seconds": round(self.seconds, 3), "workers": self.workers,
                 "models_loaded": self.models_loaded,
+                "worker_peak_rss_mib": round(self.worker_peak_rss / 2**20, 1),
                 "bytes_per_second": round(original / self.seconds, 1) if self.seconds else None}
 
     def as_dict(self) -> dict:
@@ -133,7 +136,7 @@ class Report:
         lines.append(f"{t['ok']} of {t['files']} files ok ({t['failed']} failed, {t['skipped']} "
                      f"skipped): {t['bytes_in']} -> {t['bytes_out']} bytes{bpb}, "
                      f"{t['seconds']:.1f} s, {t['bytes_per_second'] or 0:.0f} bytes/s on "
-                     f"{t['workers']} workers")
+                     f"{t['workers']} workers (peak {t['worker_peak_rss_mib']:.0f} MiB each)")
         return "\n".join(lines)
 
 
@@ -178,15 +181,17 @@ class _Job:
     report: FileReport
     target_fs: object
     target: str
-    tasks: list  # (function, args) per block, in order; args[1] is the block's Source
-    sizes: list  # original bytes of each block (None: not known before it is decoded)
+    blocks: int  # tasks, one per block
+    task: object  # block number -> (function, args), args[1] being the block's Source
+    size: object  # block number -> its original bytes (None: known once it is decoded)
     head: bytes = b""  # written before the first block (compression: the stream header)
     index: list | None = None  # compression: (raw_len, record_len) of each block written
     ship: tuple | None = None  # (fs, path) the client reads blocks from, for the workers
     next: int = 0
     ready: dict = dataclasses.field(default_factory=dict)
     futures: dict = dataclasses.field(default_factory=dict)  # block -> Future in flight
-    attempts: dict = dataclasses.field(default_factory=dict)  # task key -> workers that ran it
+    attempts: dict = dataclasses.field(default_factory=dict)  # task key -> workers running it
+    workers: set = dataclasses.field(default_factory=set)  # workers that coded its blocks
     out: "_Output | None" = None
 
 
@@ -228,13 +233,14 @@ def _shipped(item: _Input, ship: bool | None) -> tuple | None:
 # -- the run ----------------------------------------------------------------------------
 
 class _Runner:
-    """Submits the jobs' blocks, at most ``window`` unwritten at a time, and writes each
-    file's output in block order as its blocks come back."""
+    """Submits the jobs' blocks, at most ``in_flight`` unwritten at a time, and writes
+    each file's output in block order as its blocks come back.  What it keeps per task
+    (owner, progress, workers) lives only while the task does."""
 
-    def __init__(self, client: Client, jobs: list, retries: int, window: int, progress,
+    def __init__(self, client: Client, jobs: list, retries: int, in_flight: int, callback,
                  finish):
-        self.client, self.jobs, self.retries, self.window = client, jobs, retries, window
-        self.progress, self.finish = progress, finish
+        self.client, self.jobs, self.retries, self.in_flight = client, jobs, retries, in_flight
+        self.callback, self.finish = callback, finish
         self._lock = threading.Lock()
         self._done_bytes: dict = {}  # task key -> bytes reported done (never decreases)
         self._owner: dict = {}  # task key -> job
@@ -254,24 +260,24 @@ class _Runner:
         delta = done - self._done_bytes.get(key, 0)
         if delta > 0:
             self._done_bytes[key] = done
-            if self.progress:
-                self.progress(delta)
+            self.callback.relative_update(delta)
 
     def _pending(self):
         seq = 0
         for job in self.jobs:
-            for i, (function, args) in enumerate(job.tasks):
-                yield job, i, function, args, seq
+            for i in range(job.blocks):
+                if job.report.status == "failed":
+                    break
+                yield job, i, seq
                 seq += 1
 
     def _submit(self, queue, completed):
-        while self._unwritten < self.window:
+        while self._unwritten < self.in_flight:
             item = next(queue, None)
             if item is None:
                 return
-            job, i, function, args, seq = item
-            if job.report.status == "failed":
-                continue
+            job, i, seq = item
+            function, args = job.task(i)
             if job.ship is not None:  # read now, so that only the window is held here
                 fs, path = job.ship
                 source = args[1]
@@ -292,23 +298,26 @@ class _Runner:
             self._run()
         except BaseException as exc:  # ^C, a lost scheduler: no output is left half written
             for job in self.jobs:
-                if job.report.status == "ok" and job.next < len(job.tasks):
+                if job.report.status == "ok" and job.next < job.blocks:
                     self._fail(job, exc)
             raise
         finally:
             self.client.unsubscribe_topic(dask_tasks.PROGRESS_TOPIC)
         for job in self.jobs:
-            job.report.rerun_blocks = sum(len(w) > 1 for w in job.attempts.values())
-            job.report.workers = len(set().union(*job.attempts.values()))
+            job.report.workers = len(job.workers)
 
     def _run(self):
         queue, completed = self._pending(), as_completed()
         for job in self.jobs:
-            if not job.tasks and job.report.status == "ok":
+            if not job.blocks and job.report.status == "ok":
                 self._write(job)  # empty files: nothing to code
         self._submit(queue, completed)
         for future in completed:
-            job = self._owner[future.key]
+            with self._lock:
+                job = self._owner.pop(future.key)
+                workers = job.attempts.pop(future.key, set())
+            job.workers |= workers
+            job.report.rerun_blocks += len(workers) > 1
             i = next((i for i, f in job.futures.items() if f is future), None)
             if i is None:  # its job failed and dropped it
                 continue
@@ -318,7 +327,8 @@ class _Runner:
             except Exception as exc:  # noqa: BLE001 - retries exhausted, or a worker lost too often
                 done = dask_tasks.Done(error=exc)
             with self._lock:
-                self._advance(future.key, job.sizes[i] or len(done.data))
+                self._advance(future.key, job.size(i) or len(done.data))
+                self._done_bytes.pop(future.key, None)
             if done.error is not None:
                 self._fail(job, done.error)
             else:
@@ -334,11 +344,11 @@ class _Runner:
             while job.next in job.ready:
                 data = job.ready.pop(job.next)
                 if job.index is not None:
-                    job.index.append((job.sizes[job.next], len(data)))
+                    job.index.append((job.size(job.next), len(data)))
                 job.out.write(data)
                 job.next += 1
                 self._unwritten -= 1
-            if job.next == len(job.tasks):
+            if job.next == job.blocks:
                 self.finish(job)
                 job.out.commit()
                 job.report.bytes_out = job.out.size
@@ -401,8 +411,8 @@ def _settings(client: Client, model, n_gpu_layers: int, **fields) -> tuple:
     return settings, first["model_name"], len(described), sum(hosts.values())
 
 
-def _run(kind: str, inputs, dest, client, workers, storage_options, existing, retries, window,
-         progress, plan, **settings_fields) -> Report:
+def _run(kind: str, inputs, dest, client, workers, storage_options, existing, retries, in_flight,
+         callback, plan, **settings_fields) -> Report:
     if existing not in ("error", "overwrite", "skip"):
         raise ValueError("existing must be 'error', 'overwrite' or 'skip'")
     storage_options = dict(storage_options or {})
@@ -424,20 +434,30 @@ def _run(kind: str, inputs, dest, client, workers, storage_options, existing, re
                                         "it with existing='overwrite' / -f, keep it with 'skip')")
             if job.report.status == "ok":
                 jobs.append(job)
-        runner = _Runner(c, jobs, retries, window or 4 * n_threads, progress,
+        callback = callback or NoOpCallback()
+        callback.set_size(sum(j.report.bytes_in if j.report.compressing else j.report.bytes_out or 0
+                              for j in jobs))
+        runner = _Runner(c, jobs, retries, in_flight or 4 * n_threads, callback,
                          _end_record if kind == "compress" else _check_size)
         runner.run()
-        loads = c.run(_models_loaded)
-    return Report(reports, time.perf_counter() - start, n_workers, sum(loads.values()))
+        facts = [f for f in c.run(_worker_facts, on_error="return").values()
+                 if isinstance(f, dict)]  # a worker lost at the end takes its facts along
+    return Report(reports, time.perf_counter() - start, n_workers,
+                  sum(f["models_loaded"] for f in facts),
+                  max((f["peak_rss"] for f in facts), default=0))
 
 
-def _models_loaded() -> int:
+def _worker_facts() -> dict:
+    """What a worker process has loaded, and its peak memory (bytes)."""
+    import resource
+
     from nacrith_codec.engine import Engine
-    return Engine.loads
+    return {"models_loaded": Engine.loads,
+            "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 
 def _end_record(job: _Job):
-    job.out.write(container.pack_end(sum(job.sizes), job.index))
+    job.out.write(container.pack_end(sum(raw for raw, _ in job.index), job.index))
 
 
 def _check_size(job: _Job):
@@ -449,7 +469,7 @@ def _check_size(job: _Job):
 def compress_files(inputs, dest: str, *, client=None, workers: int | None = None,
                    model=None, config: CodecConfig | None = None, storage_options=None,
                    existing: str = "error", verify: bool = False, retries: int = 2,
-                   in_flight: int | None = None, progress=None, threads: int | None = None,
+                   in_flight: int | None = None, callback=None, threads: int | None = None,
                    n_gpu_layers: int = 0, ship_inputs: bool | None = None, **options) -> Report:
     """Compress every file named by ``inputs`` (paths or fsspec URLs of files,
     directories, globs) to ``dest`` (a directory URL): ``NAME`` becomes ``dest/NAME.nc``,
@@ -463,8 +483,9 @@ def compress_files(inputs, dest: str, *, client=None, workers: int | None = None
     it.  ``existing``: what to do about outputs that exist: "error" (that file
     fails), "overwrite" or "skip" (resuming an interrupted run).  ``retries``: how
     often a task that raised (storage, network) is tried again.  ``in_flight``: blocks
-    in flight or waiting to be written (default 4 per Dask thread).  ``progress``: a
-    callable receiving the number of input bytes newly coded.  ``ship_inputs``:
+    in flight or waiting to be written (default 4 per Dask thread).  ``callback``: an
+    fsspec Callback (``fsspec.callbacks.TqdmCallback()`` for a progress bar): its size
+    is set to the bytes to code, and it is advanced by each byte coded.  ``ship_inputs``:
     send the input bytes from the client to the workers instead of letting them read
     them (default: only for memory://).  Returns a Report; it does not raise for a
     file that failed.
@@ -478,29 +499,32 @@ def compress_files(inputs, dest: str, *, client=None, workers: int | None = None
                             bytes_in=item.size)
         header = container.pack_header(container.Header(
             config, bytes.fromhex(settings.sha256), model_name, settings.env, item.size))
-        spans = [(s, min(config.block_size, item.size - s))
-                 for s in range(0, item.size, config.block_size)]
-        url = item.fs.unstrip_protocol(item.path)
-        tasks = [(dask_tasks.compress_block, (settings, Source(url, s, n, so), header))
-                 for s, n in spans]
-        report.blocks = len(tasks)
-        return _Job(report, target_fs, target, tasks, [n for _, n in spans], head=header,
-                    index=[], ship=_shipped(item, ship_inputs))
+        url, step = item.fs.unstrip_protocol(item.path), config.block_size
+
+        def size(i):
+            return min(step, item.size - i * step)
+
+        def task(i):
+            return dask_tasks.compress_block, (settings, Source(url, i * step, size(i), so), header)
+
+        report.blocks = -(-item.size // step)
+        return _Job(report, target_fs, target, report.blocks, task, size, head=header, index=[],
+                    ship=_shipped(item, ship_inputs))
 
     return _run("compress", inputs, dest, client, workers, so, existing, retries, in_flight,
-                progress, plan, model=model, n_gpu_layers=n_gpu_layers, config=config,
+                callback, plan, model=model, n_gpu_layers=n_gpu_layers, config=config,
                 threads=threads, verify=verify)
 
 
 def decompress_files(inputs, dest: str, *, client=None, workers: int | None = None, model=None,
                      storage_options=None, existing: str = "error", retries: int = 2,
-                     in_flight: int | None = None, progress=None, threads: int | None = None,
+                     in_flight: int | None = None, callback=None, threads: int | None = None,
                      n_gpu_layers: int = 0, ship_inputs: bool | None = None) -> Report:
     """Decompress every ``.nc`` file named by ``inputs`` (files, directories, globs)
     to ``dest``: ``NAME.nc`` becomes ``dest/NAME``.  A stream's blocks are decoded
     on the workers at once, found through its index (its END record); a file without
     one (concatenated streams) is decoded by one task.  Every block is verified.
-    Options as for ``compress_files``; ``progress`` counts original bytes.
+    Options as for ``compress_files``; ``callback`` counts original bytes.
     """
     so = dict(storage_options or {})
 
@@ -509,7 +533,7 @@ def decompress_files(inputs, dest: str, *, client=None, workers: int | None = No
         target = f"{root}/{name}"
         report = FileReport(item.fs.unstrip_protocol(item.path), target_fs.unstrip_protocol(target),
                             compressing=False, bytes_in=item.size)
-        job = _Job(report, target_fs, target, [], [], ship=_shipped(item, ship_inputs))
+        job = _Job(report, target_fs, target, 0, None, None, ship=_shipped(item, ship_inputs))
         url = item.fs.unstrip_protocol(item.path)
         try:
             if not item.relative.endswith(SUFFIX):
@@ -517,8 +541,11 @@ def decompress_files(inputs, dest: str, *, client=None, workers: int | None = No
             with item.fs.open(item.path, "rb") as f:
                 index = read_index(f)
             if index is None:
-                job.tasks = [(dask_tasks.decompress_stream, (settings, Source(url, 0, item.size, so)))]
-                job.sizes, report.bytes_out, report.blocks = [None], None, 1
+                job.blocks, report.bytes_out = 1, None
+                job.task = lambda i: (dask_tasks.decompress_stream,
+                                      (settings, Source(url, 0, item.size, so)))
+                job.size = lambda i: None
+                report.blocks = 1
                 return job
             head, raw, offsets, total = index
             header, _ = container.parse_header(head)
@@ -526,15 +553,15 @@ def decompress_files(inputs, dest: str, *, client=None, workers: int | None = No
                 raise ModelMismatchError(
                     f"this stream needs the model {header.model_name!r} (sha256 "
                     f"{header.model_sha256.hex()}), the workers have sha256 {settings.sha256}")
-            job.sizes = [raw[i + 1] - raw[i] for i in range(len(raw) - 1)]
-            job.tasks = [(dask_tasks.decompress_block, (
-                settings, Source(url, offsets[i], offsets[i + 1] - offsets[i], so), head, n, i))
-                for i, n in enumerate(job.sizes)]
-            report.bytes_out = total
+            job.blocks, report.bytes_out = len(raw) - 1, total
+            job.size = lambda i: raw[i + 1] - raw[i]
+            job.task = lambda i: (dask_tasks.decompress_block, (
+                settings, Source(url, offsets[i], offsets[i + 1] - offsets[i], so), head,
+                raw[i + 1] - raw[i], i))
         except (NacrithError, ValueError, OSError) as exc:
             report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
-        report.blocks = len(job.tasks)
+        report.blocks = job.blocks
         return job
 
     return _run("decompress", inputs, dest, client, workers, so, existing, retries, in_flight,
-                progress, plan, model=model, n_gpu_layers=n_gpu_layers, threads=threads)
+                callback, plan, model=model, n_gpu_layers=n_gpu_layers, threads=threads)

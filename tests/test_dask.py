@@ -10,6 +10,7 @@ import time
 
 import fsspec
 import pytest
+from fsspec.callbacks import Callback
 from distributed import Client, LocalCluster
 
 import nacrith_codec as nc
@@ -65,8 +66,8 @@ def _all_names(fs, root):
 
 def test_tree_compresses_as_one_machine_does_and_decompresses(client, tree, memory_dest, tmp_path):
     root, files = tree
-    done = []
-    report = compress_files([str(root)], memory_dest, client=client, progress=done.append, **OPTS)
+    progress = Callback()
+    report = compress_files([str(root)], memory_dest, client=client, callback=progress, **OPTS)
     assert report.ok, report.summary()
     fs = fsspec.filesystem("memory")
     dest = memory_dest.replace("memory://", "/")
@@ -74,7 +75,7 @@ def test_tree_compresses_as_one_machine_does_and_decompresses(client, tree, memo
     assert _all_names(fs, dest) == sorted(f"/{name}.nc" for name in files)
     for name, data in files.items():
         assert fs.cat_file(f"{dest}/{name}.nc") == nc.compress(data, **OPTS), name
-    assert sum(done) == sum(map(len, files.values()))
+    assert progress.value == progress.size == sum(map(len, files.values()))
     by_name = {f.source.rsplit("/tree/", 1)[1]: f for f in report.files}
     a = by_name["a.txt"]
     assert (a.bytes_in, a.bytes_out) == (300, len(nc.compress(files["a.txt"], **OPTS)))
@@ -202,7 +203,7 @@ def test_cli_compresses_and_decompresses_over_a_scheduler(cluster, tree, tmp_pat
     out, back, report = tmp_path / "out", tmp_path / "back", tmp_path / "report.json"
     codec = ["--block-size", "400", "--streams", "2", "--window", "48", "--slide", "16"]
     rc = main(["cluster", str(root), "-o", str(out), "--scheduler", cluster.scheduler_address,
-               "--report", str(report), *codec])
+               "--report", str(report), "--verify", *codec])
     assert rc == 0, capsys.readouterr().err
     err = capsys.readouterr().err
     assert "dashboard" in err and "4 of 4 files ok" in err
@@ -213,7 +214,7 @@ def test_cli_compresses_and_decompresses_over_a_scheduler(cluster, tree, tmp_pat
     assert totals["ok"] == 4 and totals["bytes_in"] == sum(map(len, files.values()))
 
     assert main(["cluster", "-d", str(out), "-o", str(back), "--scheduler",
-                 cluster.scheduler_address, "-q"]) == 0
+                 cluster.scheduler_address, "-q", "--send-inputs"]) == 0
     for name, data in files.items():
         assert (back / name).read_bytes() == data, name
     # the same again: the outputs exist, so every file fails (exit 1), and -f overwrites
