@@ -150,22 +150,26 @@ class _Input:
     relative: str  # the name below its root, kept below the destination
 
 
-def _expand(inputs, storage_options: dict) -> list:
-    """Every file named by ``inputs``: files, directories (all files below) and globs."""
+def _expand(inputs, storage_options: dict, suffix: str = "") -> list:
+    """Every file named by ``inputs``: files, globs, and directories (every file below
+    them whose name ends with ``suffix``).  An input that names no file is an error."""
     found, seen = [], set()
     for spec in [inputs] if isinstance(inputs, str) else inputs:
         fs, path = fsspec.core.url_to_fs(spec, **storage_options)
         magic = [path.index(c) for c in "*?[" if c in path]
         if magic:  # a glob: names are kept below the folder before its first wildcard
             root = path[:min(magic)].rpartition("/")[0]
-            matches = fs.glob(path, detail=True)
+            matches, none = fs.glob(path, detail=True), "matches no file"
         elif fs.isdir(path):
-            root, matches = path.rstrip("/"), fs.find(path, detail=True)
+            root = path.rstrip("/")
+            matches = {k: v for k, v in fs.find(path, detail=True).items() if k.endswith(suffix)}
+            none = f"holds no {'*' + suffix + ' ' if suffix else ''}file"
         else:
-            root, matches = path.rpartition("/")[0], {path: fs.info(path)}
-        for name, info in sorted(matches.items()):
-            if info["type"] != "file":
-                continue
+            root, matches, none = path.rpartition("/")[0], {path: fs.info(path)}, "is no file"
+        files = {k: v for k, v in matches.items() if v["type"] == "file"}
+        if not files:
+            raise FileNotFoundError(f"{spec} {none}")
+        for name, info in sorted(files.items()):
             relative = name[len(root):].lstrip("/") if root else name.lstrip("/")
             if relative in seen:
                 raise ValueError(f"two inputs would have the same output name {relative!r}")
@@ -417,7 +421,7 @@ def _run(kind: str, inputs, dest, client, workers, storage_options, existing, re
         raise ValueError("existing must be 'error', 'overwrite' or 'skip'")
     storage_options = dict(storage_options or {})
     start = time.perf_counter()
-    items = _expand(inputs, storage_options)
+    items = _expand(inputs, storage_options, "" if kind == "compress" else SUFFIX)
     target_fs, root = fsspec.core.url_to_fs(dest, **storage_options)
     with connect(client, workers) as c:
         settings, model_name, n_workers, n_threads = _settings(c, **settings_fields)
@@ -520,8 +524,8 @@ def decompress_files(inputs, dest: str, *, client=None, workers: int | None = No
                      storage_options=None, existing: str = "error", retries: int = 2,
                      in_flight: int | None = None, callback=None, threads: int | None = None,
                      n_gpu_layers: int = 0, ship_inputs: bool | None = None) -> Report:
-    """Decompress every ``.nc`` file named by ``inputs`` (files, directories, globs)
-    to ``dest``: ``NAME.nc`` becomes ``dest/NAME``.  A stream's blocks are decoded
+    """Decompress every file named by ``inputs`` (files, globs, and the ``.nc`` files
+    below directories) to ``dest``: ``NAME.nc`` becomes ``dest/NAME``.  A stream's blocks are decoded
     on the workers at once, found through its index (its END record); a file without
     one (concatenated streams) is decoded by one task.  Every block is verified.
     Options as for ``compress_files``; ``callback`` counts original bytes.

@@ -147,6 +147,7 @@ def test_failed_files_are_reported_and_leave_no_output(client, alice, tmp_path, 
     (src / "damaged.txt.nc").write_bytes(bytes(two))
     (src / "plain.txt.nc").write_bytes(b"not a nacrith stream at all")
     (src / "other.txt.nc").write_bytes(nc.compress(alice[:40], model=other_model, **OPTS))
+    (src / "notes.txt").write_bytes(b"not a stream, not named like one: not an input")
 
     report = decompress_files([str(src)], memory_dest, client=client)
     assert not report.ok
@@ -157,11 +158,15 @@ def test_failed_files_are_reported_and_leave_no_output(client, alice, tmp_path, 
     assert "ModelMismatchError" in status["other.txt.nc"].error
     assert {f.source.rsplit("/", 1)[1] for f in report.failed} == {
         "damaged.txt.nc", "plain.txt.nc", "other.txt.nc"}
+    assert len(report.files) == 4
     fs, dest = fsspec.filesystem("memory"), memory_dest.replace("memory://", "/")
     assert _all_names(fs, dest) == ["/good.txt"]  # nothing partial, no temporary file
     assert fs.cat_file(f"{dest}/good.txt") == alice[:150]
     assert "damaged.txt.nc: failed: CorruptError" in report.summary()
     assert json.loads(report.to_json())["totals"]["failed"] == 3
+
+    with pytest.raises(FileNotFoundError, match="matches no file"):  # before any work
+        decompress_files([str(src / "*.gz")], memory_dest, client=client)
 
     # outputs that exist: an error by default, skipped or overwritten on request
     again = decompress_files([str(src / "good.txt.nc")], memory_dest, client=client)
