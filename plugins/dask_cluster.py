@@ -287,7 +287,7 @@ class _Runner:
                 source = args[1]
                 args = (args[0], dataclasses.replace(source, data=fs.cat_file(
                     path, source.start, source.start + source.length)), *args[2:])
-            key = f"nacrith-{function.__name__.replace('_', '-')}-{tokenize(function, args)}"
+            key = f"{dask_tasks.NAMES[function]}-{tokenize(function, args)}"
             future = self.client.submit(function, *args, key=key, retries=self.retries,
                                         priority=-seq, pure=False)
             with self._lock:

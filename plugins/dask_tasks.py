@@ -179,3 +179,10 @@ def decompress_stream(settings: Settings, source: Source) -> Done:
         return Done(api.decompress(source.read(), model=path, n_gpu_layers=settings.n_gpu_layers,
                                    threads=settings.llama_threads(), progress=progress))
     return _run(work)
+
+
+#: Task names in Dask's dashboard (its task stream and progress group tasks by them;
+#: "nacrith-compress-..." would show as "nacrith", since Dask takes 8-letter words
+#: that start like hexadecimal for hashes).
+NAMES = {compress_block: "nacrith-encode-block", decompress_block: "nacrith-decode-block",
+         decompress_stream: "nacrith-decode-stream"}

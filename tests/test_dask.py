@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import time
+import urllib.request
 
 import fsspec
 import pytest
@@ -81,6 +82,11 @@ def test_tree_compresses_as_one_machine_does_and_decompresses(client, tree, memo
     assert (a.bytes_in, a.bytes_out) == (300, len(nc.compress(files["a.txt"], **OPTS)))
     assert a.bpb == 8 * a.bytes_out / 300
     assert report.totals()["ok"] == 4 and report.totals()["failed"] == 0
+    # Dask's dashboard is up and groups the work under nacrith's task names
+    with urllib.request.urlopen(client.dashboard_link, timeout=30) as page:
+        assert page.status == 200
+    prefixes = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes))
+    assert "nacrith-encode-block" in prefixes
     # one model per worker process, however many tasks it ran
     assert all(n <= 1 for n in client.run(lambda: Engine.loads).values())
     assert sum(f.blocks for f in report.files) > 2
@@ -120,7 +126,7 @@ def test_a_killed_worker_does_not_corrupt_the_result(client, alice, tmp_path):
         victim = None
         while victim is None and not job.done():
             busy = {w: keys for w, keys in client.processing().items()
-                    if any(str(k).startswith("nacrith-compress-block") for k in keys)}
+                    if any(str(k).startswith("nacrith-encode-block") for k in keys)}
             victim = next(iter(busy), None)
             time.sleep(0.2)
         assert victim is not None, "no block was ever being coded"
