@@ -411,7 +411,8 @@ def _settings(client: Client, model, n_gpu_layers: int, **fields) -> tuple:
         hosts[host] = hosts.get(host, 0) + nthreads
     first = next(iter(described.values()))
     settings = Settings(model=None if model is None else str(model), n_gpu_layers=n_gpu_layers,
-                        sha256=sha, env=env, host_threads=tuple(sorted(hosts.items())), **fields)
+                        sha256=sha, env=env, host_threads=tuple(sorted(hosts.items())),
+                        progress_every=max(0.5, sum(hosts.values()) / 200), **fields)
     return settings, first["model_name"], len(described), sum(hosts.values())
 
 

@@ -10,7 +10,8 @@ changed size) are returned, not raised: any worker would meet them again, so the
 not worth Dask's retries, which are for what may pass (storage, network).
 
 While it codes, a task publishes its progress (bytes done, cumulatively) on the
-``nacrith-progress`` topic of Dask's event log, at most twice a second; the client
+``nacrith-progress`` topic of Dask's event log, at most twice a second (less often on
+big clusters: the scheduler relays at most about 200 events a second); the client
 turns the events into a progress bar and counts the blocks that had to be re-run.
 """
 
@@ -34,7 +35,6 @@ from nacrith_codec.random_access import decode_block
 from nacrith_codec.workers import local_coder
 
 PROGRESS_TOPIC = "nacrith-progress"
-_EVERY = 0.5  # seconds between a task's progress events
 
 
 def describe(model, n_gpu_layers: int) -> dict:
@@ -56,6 +56,7 @@ class Settings:
     threads: int | None = None  # llama.cpp threads per task; None: the host's cores shared
     host_threads: tuple = ()  # (host, Dask threads of all its workers)
     verify: bool = False
+    progress_every: float = 0.5  # seconds between a task's progress events
 
     def llama_threads(self) -> int:
         if self.threads:
@@ -120,8 +121,8 @@ def _model_path(settings: Settings) -> str:
 class _Progress:
     """A coder's progress callback that publishes the task's bytes done."""
 
-    def __init__(self):
-        self.worker = get_worker()
+    def __init__(self, every: float):
+        self.every, self.worker = every, get_worker()
         self.key = self.worker.get_current_task()
         self.done, self._sent = 0, 0.0
         self._publish()
@@ -132,8 +133,14 @@ class _Progress:
 
     def __call__(self, n: int):
         self.done += n
-        if time.monotonic() - self._sent >= _EVERY:
+        if time.monotonic() - self._sent >= self.every:
             self._publish()
+
+
+def _start(settings: Settings) -> tuple:
+    """A task's progress callback (its first event marks this attempt), then the model."""
+    progress = _Progress(settings.progress_every)
+    return progress, _model_path(settings)
 
 
 def _run(work) -> Done:
@@ -146,25 +153,36 @@ def _run(work) -> Done:
 def compress_block(settings: Settings, source: Source, header: bytes) -> Done:
     """The record of one block (``header``: the stream's, for ``verify``)."""
     def work():
-        progress, path = _Progress(), _model_path(settings)
+        progress, path = _start(settings)
         data = source.read()
         coder = local_coder(path, settings.n_gpu_layers, settings.llama_threads(),
                             settings.config, progress)
         record = coder.encode(data)
-        if settings.verify and decode_block(header, record, len(data), 0, model=path,
-                                            n_gpu_layers=settings.n_gpu_layers,
-                                            threads=settings.llama_threads()) != data:
-            raise VerifyError(f"verification failed: a block of {source.url} at offset "
-                              f"{source.start} decodes to other bytes")
+        if settings.verify:
+            _verify(settings, path, header, record, data, source)
         return Done(record, coder.stats)
     return _run(work)
+
+
+def _verify(settings: Settings, path: str, header: bytes, record: bytes, data: bytes,
+            source: Source):
+    where = f"a block of {source.url} at offset {source.start}"
+    try:
+        decoded = decode_block(header, record, len(data), 0, model=path,
+                               n_gpu_layers=settings.n_gpu_layers,
+                               threads=settings.llama_threads())
+    except NacrithError as exc:
+        raise VerifyError(f"verification failed: {where} does not decode "
+                          f"({type(exc).__name__}: {exc})") from exc
+    if decoded != data:
+        raise VerifyError(f"verification failed: {where} decodes to other bytes")
 
 
 def decompress_block(settings: Settings, source: Source, header: bytes, raw_len: int,
                      i: int) -> Done:
     """The original bytes of block ``i`` of a stream, from its record."""
     def work():
-        progress, path = _Progress(), _model_path(settings)
+        progress, path = _start(settings)
         data = decode_block(header, source.read(), raw_len, i, model=path,
                             n_gpu_layers=settings.n_gpu_layers,
                             threads=settings.llama_threads(), progress=progress)
@@ -175,7 +193,7 @@ def decompress_block(settings: Settings, source: Source, header: bytes, raw_len:
 def decompress_stream(settings: Settings, source: Source) -> Done:
     """A whole file of one or more streams without a usable index, decoded in order."""
     def work():
-        progress, path = _Progress(), _model_path(settings)
+        progress, path = _start(settings)
         return Done(api.decompress(source.read(), model=path, n_gpu_layers=settings.n_gpu_layers,
                                    threads=settings.llama_threads(), progress=progress))
     return _run(work)

@@ -234,3 +234,38 @@ def test_cli_compresses_and_decompresses_over_a_scheduler(cluster, tree, tmp_pat
     assert "exists" in capsys.readouterr().err
     assert main(["cluster", "-d", str(out), "-o", str(back), "-f", "--scheduler",
                  cluster.scheduler_address, "-q"]) == 0
+
+
+def _damage_records(on: bool):
+    """On a worker: make (or stop making) every block record come out damaged."""
+    from nacrith_codec.block import BlockCoder
+    if on:
+        honest = BlockCoder.encode
+
+        def damaged(self, data):
+            record = bytearray(honest(self, data))
+            record[-9] ^= 1  # in the digest: the record's CRC no longer matches
+            return bytes(record)
+
+        damaged.honest = honest
+        BlockCoder.encode = damaged
+    elif hasattr(BlockCoder.encode, "honest"):
+        BlockCoder.encode = BlockCoder.encode.honest
+
+
+def test_verify_catches_a_worker_that_writes_damage(client, tmp_path, english):
+    import sys
+
+    import cloudpickle
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests
+    (tmp_path / "v.txt").write_bytes(english[:200])
+    client.run(_damage_records, True)
+    try:
+        report = compress_files([str(tmp_path / "v.txt")], str(tmp_path / "out"), client=client,
+                                verify=True, **OPTS)
+    finally:
+        client.run(_damage_records, False)
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    (v,) = report.files
+    assert v.status == "failed" and v.error.startswith("VerifyError"), report.summary()
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
