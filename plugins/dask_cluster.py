@@ -247,16 +247,16 @@ class _Runner:
         self.callback, self.finish = callback, finish
         self._lock = threading.Lock()
         self._done_bytes: dict = {}  # task key -> bytes reported done (never decreases)
-        self._owner: dict = {}  # task key -> job
+        self._owner: dict = {}  # task key -> (job, block number)
         self._unwritten = 0
 
     def _on_event(self, event):
         _, message = event
         key, worker = message.get("key"), message.get("worker")
         with self._lock:
-            job = self._owner.get(key)
-            if job is None:
+            if key not in self._owner:
                 return
+            job, _ = self._owner[key]
             job.attempts.setdefault(key, set()).add(worker)
             self._advance(key, message.get("bytes", 0))
 
@@ -291,7 +291,7 @@ class _Runner:
             future = self.client.submit(function, *args, key=key, retries=self.retries,
                                         priority=-seq, pure=False)
             with self._lock:
-                self._owner[key] = job
+                self._owner[key] = job, i
             job.futures[i] = future
             completed.add(future)
             self._unwritten += 1
@@ -318,14 +318,12 @@ class _Runner:
         self._submit(queue, completed)
         for future in completed:
             with self._lock:
-                job = self._owner.pop(future.key)
+                job, i = self._owner.pop(future.key)
                 workers = job.attempts.pop(future.key, set())
             job.workers |= workers
             job.report.rerun_blocks += len(workers) > 1
-            i = next((i for i, f in job.futures.items() if f is future), None)
-            if i is None:  # its job failed and dropped it
+            if job.futures.pop(i, None) is None:  # its job failed and dropped it
                 continue
-            del job.futures[i]
             try:
                 done = future.result()
             except Exception as exc:  # noqa: BLE001 - retries exhausted, or a worker lost too often
@@ -495,7 +493,7 @@ def compress_files(inputs, dest: str, *, client=None, workers: int | None = None
     them (default: only for memory://).  Returns a Report; it does not raise for a
     file that failed.
     """
-    config = (config or CodecConfig()).replace(**options) if options else (config or CodecConfig())
+    config = (config or CodecConfig()).replace(**options)
     so = dict(storage_options or {})
 
     def plan(item: _Input, target_fs, root: str, settings: Settings, model_name: str) -> _Job:
@@ -545,24 +543,17 @@ def decompress_files(inputs, dest: str, *, client=None, workers: int | None = No
                 raise ValueError(f"unknown suffix (expected {SUFFIX})")
             with item.fs.open(item.path, "rb") as f:
                 index = read_index(f)
-            if index is None:
-                job.blocks, report.bytes_out = 1, None
+            if index is None:  # decoded in one piece; its size is known at the end
+                job.blocks, report.bytes_out, job.size = 1, None, lambda i: None
                 job.task = lambda i: (dask_tasks.decompress_stream,
                                       (settings, Source(url, 0, item.size, so)))
-                job.size = lambda i: None
-                report.blocks = 1
-                return job
-            head, raw, offsets, total = index
-            header, _ = container.parse_header(head)
-            if header.model_sha256.hex() != settings.sha256:
-                raise ModelMismatchError(
-                    f"this stream needs the model {header.model_name!r} (sha256 "
-                    f"{header.model_sha256.hex()}), the workers have sha256 {settings.sha256}")
-            job.blocks, report.bytes_out = len(raw) - 1, total
-            job.size = lambda i: raw[i + 1] - raw[i]
-            job.task = lambda i: (dask_tasks.decompress_block, (
-                settings, Source(url, offsets[i], offsets[i + 1] - offsets[i], so), head,
-                raw[i + 1] - raw[i], i))
+            else:  # the model is checked by each block's decoder, as on one machine
+                head, raw, offsets, total = index
+                job.blocks, report.bytes_out = len(raw) - 1, total
+                job.size = lambda i: raw[i + 1] - raw[i]
+                job.task = lambda i: (dask_tasks.decompress_block, (
+                    settings, Source(url, offsets[i], offsets[i + 1] - offsets[i], so), head,
+                    job.size(i), i))
         except (NacrithError, ValueError, OSError) as exc:
             report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
         report.blocks = job.blocks
