@@ -14,7 +14,33 @@ from .engine import Engine, environment_json
 from .errors import (CorruptError, EnvironmentMismatchError, FormatError, ModelMismatchError,
                      NacrithError, TruncatedError, VerifyError)
 from .model_file import fingerprint, resolve_model_path
+from .sequence import decode_all
 from .workers import Pool, Serial
+
+#: The keyword options of NacrithCompressor beside CodecConfig's fields.
+COMPRESSOR_OPTIONS = ("model", "config", "threads", "progress", "content_size", "workers",
+                      "n_gpu_layers", "verify")
+DECOMPRESSOR_OPTIONS = ("model", "threads", "progress", "workers", "n_gpu_layers")
+
+
+def _check_bytes(data):
+    """lzma's rule: bytes-like objects only (a str must be encoded first)."""
+    try:
+        memoryview(data).release()
+    except TypeError:
+        raise TypeError(f"a bytes-like object is required, not {type(data).__name__!r}"
+                        + (" (encode text first, or use nacrith_codec.open(..., 'wt'))"
+                           if isinstance(data, str) else "")) from None
+
+
+def check_options(options: dict, names=COMPRESSOR_OPTIONS, config=True):
+    """TypeError naming the valid options when ``options`` holds an unknown one."""
+    fields = CodecConfig.field_names() if config else ()
+    unknown = sorted(set(options) - set(names) - set(fields))
+    if unknown:
+        valid = ", ".join(names) + (f"; codec parameters: {', '.join(fields)}" if config else "")
+        raise TypeError(f"unknown option{'s' * (len(unknown) > 1)} {', '.join(map(repr, unknown))}"
+                        f" (valid: {valid})")
 
 
 class _Coding:
@@ -76,6 +102,7 @@ class NacrithCompressor(_Coding):
     def __init__(self, model=None, *, config: CodecConfig | None = None, threads=None,
                  progress=None, content_size: int | None = None, workers: int = 1,
                  n_gpu_layers: int = 0, verify: bool = False, **options):
+        check_options(options)
         super().__init__(model, threads, progress, workers, n_gpu_layers)
         self._verifier = (_Verifier(NacrithDecompressor(
             self._model_path, threads=threads, progress=progress, workers=workers,
@@ -112,6 +139,7 @@ class NacrithCompressor(_Coding):
     def compress(self, data) -> bytes:
         if self._flushed:
             raise ValueError("Compressor has been flushed")
+        _check_bytes(data)
         self._buffer += data
         out = [self._start()]
         size = self.config.block_size
@@ -307,6 +335,7 @@ class NacrithDecompressor(_Coding):
     def decompress(self, data, max_length: int = -1) -> bytes:
         if self.eof:
             raise EOFError("End of stream already reached")
+        _check_bytes(data)
         self._input += data
         out = []
         want = max_length if max_length >= 0 else float("inf")
@@ -325,21 +354,15 @@ class NacrithDecompressor(_Coding):
 
 def compress(data, model=None, **options) -> bytes:
     """Compress ``data`` in one call; options as for ``NacrithCompressor``."""
-    options.setdefault("content_size", len(data))
+    _check_bytes(data)
+    options.setdefault("content_size", memoryview(data).nbytes)
     c = NacrithCompressor(model, **options)
     return c.compress(data) + c.flush()
 
 
 def decompress(data, model=None, **options) -> bytes:
-    """Decompress one or more concatenated streams; any other trailing data is an error."""
-    results = []
-    while True:
-        d = NacrithDecompressor(model, **options)
-        results.append(d.decompress(data))
-        if not d.eof:
-            raise TruncatedError("compressed data ended before the end-of-stream marker was reached")
-        data = d.unused_data
-        if not data:
-            return b"".join(results)
-        if not data.startswith(container.MAGIC):
-            raise FormatError(f"{len(data)} bytes of trailing data after the end of the stream")
+    """Decompress one or more concatenated streams (``sequence``: anything else after a
+    stream is an error); options as for ``NacrithDecompressor``."""
+    _check_bytes(data)
+    check_options(options, DECOMPRESSOR_OPTIONS, config=False)
+    return decode_all(data, lambda: NacrithDecompressor(model, **options))

@@ -61,11 +61,11 @@ class _Nacrith:
 
     def decompress(self, blob):
         from .api import NacrithDecompressor
-        d = NacrithDecompressor(**self.options)
-        out = d.decompress(blob)
-        if not d.eof:
-            raise AssertionError("nacrith stream did not end")
-        self.stats["decompress"] = d.stats
+        from .sequence import StreamSequence
+        streams = StreamSequence(lambda: NacrithDecompressor(**self.options))
+        out = streams.decompress(blob)
+        streams.finish()  # the codec's one rule for where input ends
+        self.stats["decompress"] = streams.stats
         return out
 
     def report(self) -> str:
@@ -121,6 +121,12 @@ def main(argv=None) -> int:
     p.add_argument("--chart", metavar="PNG",
                    help="also draw bits per byte and speed per codec into PNG (needs matplotlib)")
     args = p.parse_args(argv)
+    problems = [f"{f}: {'is a directory' if os.path.isdir(f) else 'no such file'}"
+                for f in args.files if not os.path.isfile(f)]
+    if problems:
+        for problem in problems:
+            print(f"nacrith bench: {problem}", file=sys.stderr)
+        return 1
     if args.raw:
         from . import raw
         from .engine import Engine

@@ -116,6 +116,10 @@ class CodecConfig:
     def dtype(self):
         return np.float32 if self.float_bits == 32 else np.float64
 
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
     def replace(self, **changes) -> "CodecConfig":
         return dataclasses.replace(self, **changes)
 

@@ -51,7 +51,10 @@ import zlib
 from . import classical
 from .config import MODEL_ALONE, CodecConfig
 from .errors import CorruptError, FormatError
+from .sniff import describe
 
+#: The file name suffix of nacrith streams (``FILE`` -> ``FILE.nc``).
+SUFFIX = ".nc"
 MAGIC = b"NACR"
 FOOTER_MAGIC = b"NACE"
 FOOTER_SIZE = 8
@@ -188,10 +191,15 @@ def pack_header(h: Header) -> bytes:
     return MAGIC + head + struct.pack("<I", zlib.crc32(head))
 
 
+def not_a_stream(buf) -> FormatError:
+    """The error for input that does not start with the magic, saying what it looks like."""
+    return FormatError(f"not a nacrith stream (bad magic bytes): {describe(buf)}")
+
+
 def parse_header(buf) -> tuple[Header, int] | None:
     """Parse the header at the start of ``buf``: (header, end offset) or None."""
     if bytes(buf[:len(MAGIC)]) != MAGIC[:len(buf)]:
-        raise FormatError("not a nacrith stream (bad magic bytes)")
+        raise not_a_stream(buf)
     if len(buf) >= len(MAGIC) + 1 and buf[len(MAGIC)] not in READABLE:
         raise FormatError(
             f"unsupported nacrith format version {buf[len(MAGIC)]} (this build reads "

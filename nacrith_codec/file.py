@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import _compression
 import builtins
 import io
 import os
 
-from .api import NacrithCompressor, NacrithDecompressor
-from .errors import NacrithError, TruncatedError
+from .api import DECOMPRESSOR_OPTIONS, NacrithCompressor, NacrithDecompressor, check_options
 from .random_access import RandomAccessReader, read_index
+from .sequence import StreamSequence
 
 _READ, _WRITE = "r", "w"
+_CHUNK = 64 << 10  # compressed bytes read at a time by the sequential reader
 
 
 def _seekable_index(fp):
-    """The block index of a seekable single-stream file, else None (read sequentially)."""
+    """The block index of a seekable file of complete streams, else None (read
+    sequentially)."""
     try:
         if not fp.seekable():
             return None
@@ -26,19 +27,39 @@ def _seekable_index(fp):
         return None
 
 
-class _Reader(_compression.DecompressReader):
-    """The stdlib's reader, strict: trailing garbage and truncation are NacrithErrors."""
+class _SequentialReader(io.RawIOBase):
+    """Decodes the streams of an unseekable (or unindexable) file in order, by the one
+    rule of ``sequence``: truncation and trailing garbage are NacrithErrors."""
 
-    def read(self, size=-1):
-        try:
-            return super().read(size)
-        except EOFError as exc:
-            if isinstance(exc, NacrithError):
-                raise
-            raise TruncatedError(f"nacrith file is truncated: {exc}") from None
+    def __init__(self, fp, **options):
+        self._fp = fp
+        self._streams = StreamSequence(lambda: NacrithDecompressor(**options))
+
+    def readable(self):
+        return True
+
+    def readinto(self, b) -> int:
+        with memoryview(b) as view, view.cast("B") as out:
+            while not self._streams.eof:
+                chunk = b""
+                if self._streams.needs_input:
+                    chunk = self._fp.read(_CHUNK)
+                    if not chunk:
+                        self._streams.finish()
+                        break
+                data = self._streams.decompress(chunk, len(out))
+                if data:
+                    out[:len(data)] = data
+                    return len(data)
+        return 0
+
+    def close(self):
+        if not self.closed:
+            self._streams.close()
+        super().close()
 
 
-class NacrithFile(_compression.BaseStream):
+class NacrithFile(io.BufferedIOBase):
     """A file object that compresses on write and decompresses on read.
 
     ``filename`` is a path or a binary file object (closed with this file when
@@ -59,23 +80,30 @@ class NacrithFile(_compression.BaseStream):
         mode = mode.replace("b", "")
         if mode not in ("r", "w", "x", "a"):
             raise ValueError(f"invalid mode: {mode!r}")
+        if not isinstance(filename, (str, bytes, os.PathLike)) and not (
+                hasattr(filename, "read") or hasattr(filename, "write")):
+            raise TypeError("filename must be a str, bytes, os.PathLike or file object")
+        if mode == "r":
+            check_options(options, DECOMPRESSOR_OPTIONS, config=False)
+        else:  # before the file is created or truncated: a bad option changes nothing
+            self._compressor = NacrithCompressor(**options)
+            self._pos = 0
         if isinstance(filename, (str, bytes, os.PathLike)):
             self._fp = builtins.open(filename, mode + "b")
             self._closefp = True
-        elif hasattr(filename, "read") or hasattr(filename, "write"):
+        else:
             self._fp = filename
-        else:
-            raise TypeError("filename must be a str, bytes, os.PathLike or file object")
         if mode == "r":
-            self._mode = _READ
-            index = _seekable_index(self._fp)
-            raw = (RandomAccessReader(self._fp, index, **options) if index
-                   else _Reader(self._fp, NacrithDecompressor, **options))
-            self._buffer = io.BufferedReader(raw)
-        else:
-            self._mode = _WRITE
-            self._compressor = NacrithCompressor(**options)
-            self._pos = 0
+            try:
+                index = _seekable_index(self._fp)
+                self._raw = (RandomAccessReader(self._fp, index, **options) if index
+                             else _SequentialReader(self._fp, **options))
+            except BaseException:
+                if self._closefp:
+                    self._fp.close()
+                raise
+            self._buffer = io.BufferedReader(self._raw)
+        self._mode = _READ if mode == "r" else _WRITE
 
     # -- writing
     def write(self, data) -> int:
@@ -121,6 +149,33 @@ class NacrithFile(_compression.BaseStream):
     @property
     def closed(self) -> bool:
         return self._mode is None
+
+    @property
+    def size(self) -> int | None:
+        """The original (uncompressed) size of a file open for reading, from the index of
+        a seekable file (no decoding); None for a file read sequentially (unseekable, or
+        not a sequence of complete streams).  fsspec reads it for ranges and negative
+        offsets."""
+        self._check_can_read()
+        return self._raw.size if isinstance(self._raw, RandomAccessReader) else None
+
+    def _check_not_closed(self):
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+
+    def _check_can_read(self):
+        if not self.readable():
+            raise io.UnsupportedOperation("File not open for reading")
+
+    def _check_can_write(self):
+        if not self.writable():
+            raise io.UnsupportedOperation("File not open for writing")
+
+    def _check_can_seek(self):
+        if not self.readable():
+            raise io.UnsupportedOperation("Seeking is only supported on files open for reading")
+        if not self.seekable():
+            raise io.UnsupportedOperation("The underlying file object does not support seeking")
 
     def fileno(self):
         self._check_not_closed()

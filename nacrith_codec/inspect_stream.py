@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import json
+
 from . import classical, container
 from .errors import TruncatedError
+from .sequence import stream_spans
 
 
-def describe(data: bytes) -> dict:
+def environment(env: str):
+    """The writer's environment recorded in a header, as data (the raw text if it is not
+    a JSON object)."""
+    try:
+        value = json.loads(env)
+    except (ValueError, RecursionError):
+        return env
+    return value if isinstance(value, dict) else env
+
+
+def describe(data) -> dict:
     """Header fields and block statistics of the first stream in ``data``."""
     parsed = container.parse_header(data)
     if parsed is None:
@@ -27,7 +40,19 @@ def describe(data: bytes) -> dict:
             methods[name] = methods.get(name, 0) + size
     return {"format_version": header.version, "model": header.model_name,
             "model_sha256": header.model_sha256.hex(), "config": header.config.as_dict(),
-            "environment": header.env, "original_size": record.total_len,
+            "environment": environment(header.env), "original_size": record.total_len,
             "compressed_size": pos, "blocks": blocks, "bytes_by_method": methods,
             "tokens": tokens, "bpb": 8 * pos / record.total_len if record.total_len else None,
             "trailing_bytes": len(data) - pos}
+
+
+def describe_all(data) -> list[dict]:
+    """``describe`` of every stream of a file of concatenated streams (``sequence``'s rule:
+    truncation and trailing data raise)."""
+    view = memoryview(data)
+    out = []
+    for start, end in stream_spans(view):
+        info = describe(view[start:end])
+        del info["trailing_bytes"]
+        out.append({"offset": start, **info})
+    return out

@@ -1,8 +1,8 @@
 """Random access: reading any byte range by decoding only the blocks it overlaps.
 
-A seekable stream is indexed from its two ends: the header at the start and
-the END record, found through the fixed footer at the end, which lists every
-block's original and record length.  A block is decoded by a fresh
+A seekable file is indexed from the ends of its streams: each stream's END
+record, found through the fixed footer at its end, lists every block's
+original and record length, and so where the stream's header lies.  A block is decoded by a fresh
 NacrithDecompressor fed the header and that one record, so every check of
 the sequential path (CRCs, model fingerprint, content digest) applies.
 """
@@ -10,45 +10,120 @@ the sequential path (CRCs, model fingerprint, content digest) applies.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import io
 import struct
 
 from . import container
 from .api import NacrithDecompressor
-from .errors import CorruptError, TruncatedError
+from .config import MAX_BLOCK_SIZE, CodecConfig
+from .errors import CorruptError, NacrithError, TruncatedError
+from .sequence import INCOMPLETE
 
 
-def read_index(fp) -> tuple[bytes, list[int], list[int], int] | None:
-    """(header bytes, raw offsets, file offsets, original size) of a seekable stream.
+#: Streams a random-access index holds at most; a file of more is read sequentially.
+MAX_STREAMS = 4096
 
-    None when the file is not one single stream ending at the end of the file
-    (concatenated streams, trailing data): such files are read sequentially.
+
+@dataclasses.dataclass(frozen=True)
+class Index:
+    """Where every block of a seekable file of one or more streams lies.
+
+    ``raw[i]``/``raw[i + 1]`` bound block i in the original bytes, ``offsets[i]`` and
+    ``ends[i]`` its record in the file, ``headers[stream[i]]`` its stream's header.
     """
+
+    headers: tuple  # the header bytes of each stream
+    stream: tuple  # the stream of each block
+    raw: tuple  # original offset of each block, and the total at the end
+    offsets: tuple  # file offset of each block's record
+    ends: tuple  # file offset after each block's record
+
+    @property
+    def size(self) -> int:
+        return self.raw[-1]
+
+    @property
+    def blocks(self) -> int:
+        return len(self.offsets)
+
+    def header(self, i: int) -> bytes:
+        return self.headers[self.stream[i]]
+
+
+_HEADER_MAX = 11 + 8192  # magic, version, length, the largest body, CRC
+#: A header only to read an END record's lengths before the stream's own header is known.
+_ANY = container.Header(CodecConfig(block_size=MAX_BLOCK_SIZE), bytes(32), "", "")
+
+
+def _end_record(tail: bytes, header) -> container.End | None:
+    try:
+        return container.parse_tail(tail, header, len(tail))
+    except CorruptError:
+        return None
+
+
+def _stream_ending_at(fp, end: int):
+    """The stream whose footer ends at file offset ``end``: (start, header bytes, End),
+    or None.  The END record gives the blocks' lengths and so where the header ends;
+    the header is the earliest one that parses (CRC included) and ends exactly there."""
+    if end < container.FOOTER_SIZE:
+        return None
+    fp.seek(end - container.FOOTER_SIZE)
+    length, magic = struct.unpack("<I4s", fp.read(container.FOOTER_SIZE))
+    if magic != container.FOOTER_MAGIC or length > end - container.FOOTER_SIZE:
+        return None
+    fp.seek(end - container.FOOTER_SIZE - length)
+    tail = fp.read(length + container.FOOTER_SIZE)
+    record = _end_record(tail, _ANY)
+    if record is None:
+        return None
+    blocks_start = end - len(tail) - sum(n for _, n in record.index)
+    lo = max(0, blocks_start - _HEADER_MAX)
+    fp.seek(lo)
+    before = fp.read(blocks_start - lo) if blocks_start > lo else b""
+    at = before.find(container.MAGIC)
+    while at >= 0:
+        try:
+            parsed = container.parse_header(before[at:])
+        except NacrithError:
+            parsed = None
+        if parsed is not None and parsed[1] == len(before) - at:
+            own = _end_record(tail, parsed[0])  # again, under the stream's own limits
+            if own is not None:
+                return lo + at, before[at:], own
+        at = before.find(container.MAGIC, at + 1)
+    return None
+
+
+def read_index(fp) -> Index | None:
+    """The block index of a seekable file of one or more streams, from their ends (a few
+    small reads per stream, no decoding); None when the file is not a sequence of
+    complete streams (trailing data, damage): such files are read sequentially, which
+    reports what is wrong, in stream order."""
     size = fp.seek(0, io.SEEK_END)
     fp.seek(0)
-    head = fp.read(min(size, 16 << 10))
-    parsed = container.parse_header(head)
+    parsed = container.parse_header(fp.read(min(size, _HEADER_MAX)))  # FormatError if foreign
     if parsed is None:
-        raise TruncatedError("the stream ends inside its header")
-    header, header_len = parsed
-    if size < header_len + container.FOOTER_SIZE:
-        return None
-    fp.seek(size - container.FOOTER_SIZE)
-    length, magic = struct.unpack("<I4s", fp.read(container.FOOTER_SIZE))
-    if magic != container.FOOTER_MAGIC or length > size - header_len - container.FOOTER_SIZE:
-        return None
-    fp.seek(size - container.FOOTER_SIZE - length)
-    try:
-        end = container.parse_tail(fp.read(length + container.FOOTER_SIZE), header, size // 5)
-    except CorruptError:
-        return None  # the sequential reader reports what is wrong, in stream order
-    raw, offsets = [0], [header_len]
-    for raw_len, record_len in end.index:
-        raw.append(raw[-1] + raw_len)
-        offsets.append(offsets[-1] + record_len)
-    if offsets[-1] + length + container.FOOTER_SIZE != size or raw[-1] != end.total_len:
-        return None
-    return bytes(head[:header_len]), raw, offsets, end.total_len
+        raise TruncatedError(INCOMPLETE)
+    streams, end = [], size
+    while end > 0:
+        found = _stream_ending_at(fp, end) if len(streams) < MAX_STREAMS else None
+        if found is None:
+            return None
+        streams.append(found)
+        end = found[0]
+    headers, stream, raw, offsets, ends = [], [], [0], [], []
+    for n, (start, head, record) in enumerate(reversed(streams)):
+        headers.append(head)
+        pos = start + len(head)
+        for raw_len, record_len in record.index:
+            stream.append(n)
+            raw.append(raw[-1] + raw_len)
+            offsets.append(pos)
+            pos += record_len
+            ends.append(pos)
+    return Index(tuple(headers), tuple(stream), tuple(raw), tuple(offsets), tuple(ends))
 
 
 def decode_block(header: bytes, record: bytes, raw_len: int, i: int, **options) -> bytes:
@@ -62,18 +137,18 @@ def decode_block(header: bytes, record: bytes, raw_len: int, i: int, **options) 
 
 
 def original_size(fp) -> int | None:
-    """The original size of a seekable single stream, from its two ends."""
+    """The original size of a seekable file of complete streams, from their ends."""
     index = read_index(fp)
-    return index[3] if index else None
+    return index.size if index else None
 
 
 class RandomAccessReader(io.RawIOBase):
-    """A seekable raw reader over a stream; ``index`` comes from ``read_index``."""
+    """A seekable raw reader over one or more streams; ``index`` comes from ``read_index``."""
 
-    def __init__(self, fp, index, **options):
+    def __init__(self, fp, index: Index, **options):
         options.pop("workers", None)  # one block at a time, as reads need them
-        self._fp, self._options = fp, options
-        self._header, self._raw, self._offsets, self._size = index
+        self._fp, self._options, self._index = fp, options, index
+        self._raw, self._size = index.raw, index.size
         self._pos = 0
         self._cached = (-1, b"")
 
@@ -82,6 +157,10 @@ class RandomAccessReader(io.RawIOBase):
 
     def seekable(self):
         return True
+
+    @property
+    def size(self) -> int:
+        return self._size
 
     def tell(self):
         return self._pos
@@ -93,9 +172,10 @@ class RandomAccessReader(io.RawIOBase):
 
     def _block(self, i: int) -> bytes:
         if self._cached[0] != i:
-            self._fp.seek(self._offsets[i])
-            record = self._fp.read(self._offsets[i + 1] - self._offsets[i])
-            data = decode_block(self._header, record, self._raw[i + 1] - self._raw[i], i,
+            index = self._index
+            self._fp.seek(index.offsets[i])
+            record = self._fp.read(index.ends[i] - index.offsets[i])
+            data = decode_block(index.header(i), record, self._raw[i + 1] - self._raw[i], i,
                                 **self._options)
             self._cached = (i, data)
         return self._cached[1]

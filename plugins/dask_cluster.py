@@ -49,7 +49,7 @@ from nacrith_codec.random_access import read_index
 from . import dask_tasks
 from .dask_tasks import Settings, Source
 
-SUFFIX = ".nc"
+SUFFIX = container.SUFFIX
 #: Filesystems whose contents live in the client process: workers get the bytes.
 _CLIENT_ONLY = {"memory"}
 
@@ -548,12 +548,11 @@ def decompress_files(inputs, dest: str, *, client=None, workers: int | None = No
                 job.task = lambda i: (dask_tasks.decompress_stream,
                                       (settings, Source(url, 0, item.size, so)))
             else:  # the model is checked by each block's decoder, as on one machine
-                head, raw, offsets, total = index
-                job.blocks, report.bytes_out = len(raw) - 1, total
-                job.size = lambda i: raw[i + 1] - raw[i]
+                job.blocks, report.bytes_out = index.blocks, index.size
+                job.size = lambda i: index.raw[i + 1] - index.raw[i]
                 job.task = lambda i: (dask_tasks.decompress_block, (
-                    settings, Source(url, offsets[i], offsets[i + 1] - offsets[i], so), head,
-                    job.size(i), i))
+                    settings, Source(url, index.offsets[i], index.ends[i] - index.offsets[i], so),
+                    index.header(i), job.size(i), i))
         except (NacrithError, ValueError, OSError) as exc:
             report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
         report.blocks = job.blocks

@@ -148,8 +148,8 @@ def test_failed_files_are_reported_and_leave_no_output(client, alice, tmp_path, 
     (src / "good.txt.nc").write_bytes(good)
     # two blocks, the second damaged: the first is decoded (and written) before it fails
     two = bytearray(nc.compress(text, **OPTS))
-    _, _, offsets, _ = read_index(io.BytesIO(bytes(two)))
-    two[(offsets[1] + offsets[2]) // 2] ^= 0x10
+    index = read_index(io.BytesIO(bytes(two)))
+    two[(index.offsets[1] + index.ends[1]) // 2] ^= 0x10
     (src / "damaged.txt.nc").write_bytes(bytes(two))
     (src / "plain.txt.nc").write_bytes(b"not a nacrith stream at all")
     (src / "other.txt.nc").write_bytes(nc.compress(alice[:40], model=other_model, **OPTS))

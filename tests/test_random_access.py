@@ -17,9 +17,10 @@ def multi(alice):
 
 def test_index_from_both_ends(multi):
     data, packed = multi
-    header, raw, offsets, size = random_access.read_index(io.BytesIO(packed))
-    assert size == len(data) and raw == [0, 300, 600, 900, 1200]
-    assert offsets[0] == len(header) and offsets[-1] < len(packed)
+    index = random_access.read_index(io.BytesIO(packed))
+    assert index.size == len(data) and index.raw == (0, 300, 600, 900, 1200)
+    assert index.offsets[0] == len(index.headers[0]) and index.ends[-1] < len(packed)
+    assert index.offsets[1:] == index.ends[:-1]
     assert random_access.original_size(io.BytesIO(packed)) == len(data)
 
 
@@ -40,9 +41,18 @@ def test_seek_decodes_only_the_overlapping_block(multi, monkeypatch):
         assert f.read() == data
 
 
-def test_concatenated_or_padded_files_fall_back_to_sequential_reading(multi, english):
+def test_concatenated_streams_are_indexed_and_padded_files_read_sequentially(multi, english):
     data, packed = multi
     more = nc.compress(english[:40], **SMALL)
-    assert random_access.read_index(io.BytesIO(packed + more)) is None
+    index = random_access.read_index(io.BytesIO(packed + more))
+    assert index.size == len(data) + 40 and index.stream == (0, 0, 0, 0, 1)
+    assert index.headers[1] == more[:len(index.headers[1])]
     with nc.open(io.BytesIO(packed + more)) as f:
+        f.seek(len(data) - 5)
+        assert f.read(10) == (data + english[:40])[len(data) - 5:len(data) + 5]
+        f.seek(0)
         assert f.read() == data + english[:40]
+    padded = packed + more + bytes(16)
+    assert random_access.read_index(io.BytesIO(padded)) is None
+    with pytest.raises(nc.FormatError, match="trailing data after the end of stream 2"):
+        nc.open(io.BytesIO(padded)).read()
