@@ -22,16 +22,16 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import sys
 import tempfile
 import time
 
 from . import __version__
 from .config import MODEL_ALONE
-from .errors import FormatError, NacrithError, TruncatedError
-
-SUFFIX = ".nc"
-_COMMANDS = ("compress", "decompress", "info", "bench", "cluster")
+from .container import SUFFIX
+from .errors import NacrithError
+_COMMANDS = ("compress", "decompress", "info", "bench", "cluster", "7z")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,19 +42,25 @@ def _parser() -> argparse.ArgumentParser:
                "`nacrith compress` and `nacrith decompress` are -z and -d.")
     p.add_argument("files", nargs="*", metavar="FILE", help="input files ('-' or none: stdin)")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("-z", "--compress", dest="decompress", action="store_false",
+    mode.add_argument("-z", "--compress", dest="compressing", action="store_true",
                       help="compress (the default)")
     mode.add_argument("-d", "--decompress", action="store_true", help="decompress")
     mode.add_argument("-t", "--test", action="store_true",
                       help="test integrity: decode and verify, write nothing")
-    p.set_defaults(decompress=False)
-    p.add_argument("-c", "--stdout", action="store_true", help="write to standard output")
-    p.add_argument("-o", "--output", metavar="OUT", help="write to OUT (one input only)")
+    p.add_argument("-c", "--stdout", action="store_true",
+                   help="write to standard output (several inputs: their streams concatenated)")
+    p.add_argument("-o", "--output", metavar="OUT", help="write to OUT (one input only; '-': "
+                   "standard output)")
+    p.add_argument("-r", "--recursive", action="store_true",
+                   help="operate on the files below each directory named")
     p.add_argument("-k", "--keep", action="store_true", help="keep input files (the default)")
     p.add_argument("--rm", action="store_true", help="remove input files after success")
     p.add_argument("-f", "--force", action="store_true",
-                   help="overwrite existing outputs; write compressed data to a terminal")
+                   help="overwrite existing outputs; compress files that already have the "
+                        "suffix; write compressed data to a terminal")
     p.add_argument("-q", "--quiet", action="store_true", help="no report, no progress bar")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="compressing: also report gzip's and xz's sizes of the same input")
     p.add_argument("--verify", action="store_true",
                    help="compressing: decode the output as it is written and compare it with "
                         "the input before reporting success (about twice the time)")
@@ -102,10 +108,29 @@ def codec_options(args) -> dict:
     return options
 
 
+def write_all(out, data) -> None:
+    """Write every byte of ``data`` to ``out``, or raise: a raw file's short write (an
+    unbuffered standard output, a full disk) is retried, and one that writes nothing
+    is an error, so a partial output is never reported as a success."""
+    view = memoryview(data).cast("B")
+    while view:
+        n = out.write(view)
+        if n is None:  # a non-blocking raw file that could take nothing now
+            raise OSError("the output would block; nothing was written")
+        if n <= 0:
+            raise OSError(f"the output took none of {len(view)} bytes (is the disk full?)")
+        view = view[n:]
+
+
 @contextlib.contextmanager
-def _atomic_output(path: str, force: bool):
-    """A file that appears at ``path`` only once everything was written."""
-    if os.path.exists(path) and not force:
+def atomic_output(path: str, force: bool, like: os.stat_result | None = None):
+    """A file that appears at ``path`` only once everything was written, with the mode and
+    times of ``like`` (the input, as gzip, xz and zstd keep them).  Without ``force`` it is
+    published only if ``path`` does not exist at that moment (two runs racing for one
+    name: the second fails, nothing is overwritten)."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a directory; name an output file")
+    if os.path.lexists(path) and not force:
         raise FileExistsError(f"{path} already exists; use -f to overwrite it")
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".nacrith-", suffix=".part", dir=folder)
@@ -113,15 +138,35 @@ def _atomic_output(path: str, force: bool):
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
+            if like is not None:
+                _copy_metadata(f.fileno(), like)
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if force:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if the name appeared meanwhile
+            os.unlink(tmp)
+    except FileExistsError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise FileExistsError(f"{path} appeared while it was being written (another run?); "
+                              "it was left as it is") from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
 
 
-def _progress_bar(args, total):
+def _copy_metadata(fd: int, like: os.stat_result):
+    """Permission bits, times and (where allowed) group of ``like`` onto ``fd``."""
+    with contextlib.suppress(OSError):
+        os.fchown(fd, -1, like.st_gid)
+    os.fchmod(fd, like.st_mode & 0o7777)
+    os.utime(fd, ns=(like.st_atime_ns, like.st_mtime_ns))
+
+
+def progress_bar(args, total):
+    """A tqdm bar in bytes on standard error when it is a terminal (None with -q)."""
     if args.quiet:
         return None
     from tqdm import tqdm
@@ -129,56 +174,89 @@ def _progress_bar(args, total):
                 disable=None, dynamic_ncols=True)
 
 
-def _code_file(args, src: str, dst: str | None):
-    """Compress or decompress one input; returns the report line."""
-    from .api import NacrithCompressor, NacrithDecompressor
+class _Classical:
+    """gzip's and xz's sizes of the same input at their default levels (``-v``)."""
 
-    stdin = src == "-"
-    fin = sys.stdin.buffer if stdin else open(src, "rb")
-    size = None if stdin else os.fstat(fin.fileno()).st_size
-    verify = args.verify and not args.decompress
-    bar = _progress_bar(args, None if args.decompress or size is None
-                        else size * (2 if verify else 1))  # a verify decodes it all again
-    progress = bar.update if bar is not None else None
+    def __init__(self):
+        import lzma
+        import zlib
+        self._coders = {"gzip": zlib.compressobj(6, zlib.DEFLATED, 31), "xz": lzma.LZMACompressor()}
+        self.sizes = dict.fromkeys(self._coders, 0)
+
+    def update(self, chunk: bytes):
+        for name, coder in self._coders.items():
+            self.sizes[name] += len(coder.compress(chunk))
+
+    def line(self, nacrith: int) -> str:
+        for name, coder in self._coders.items():
+            self.sizes[name] += len(coder.flush())
+        return ", ".join(f"{name} {size} bytes ({size / max(nacrith, 1):.2f}x nacrith's)"
+                         for name, size in self.sizes.items())
+
+
+def _coder(args, size, progress):
+    """The compressor, or the decoder of one or more concatenated streams."""
+    from .api import NacrithCompressor, NacrithDecompressor
+    from .sequence import StreamSequence
+
     opts = {"model": args.model, "threads": args.threads, "progress": progress,
             "workers": args.workers, "n_gpu_layers": args.gpu_layers}
+    if args.decompress:
+        return StreamSequence(lambda: NacrithDecompressor(**opts))
+    return NacrithCompressor(content_size=size, verify=args.verify, **opts,
+                             **codec_options(args))
+
+
+def _sink(args, dst, like):
+    if args.test:
+        return open(os.devnull, "wb")
+    if dst is None:
+        return contextlib.nullcontext(sys.stdout.buffer)
+    return atomic_output(dst, args.force, like)
+
+
+def _pump(args, fin, out, coder, bar, classical) -> tuple[int, int]:
+    """Every input byte through ``coder`` into ``out``; (bytes read, bytes written)."""
+    n_in = n_out = 0
+    header = None
+    while chunk := fin.read(1 << 20):
+        n_in += len(chunk)
+        if classical is not None:
+            classical.update(chunk)
+        data = coder.decompress(chunk) if args.decompress else coder.compress(chunk)
+        if args.decompress and bar is not None and coder.header not in (None, header):
+            header = coder.header  # a stream starts: its size joins the bar's total
+            if header.content_size is not None:
+                bar.total = (bar.total or 0) + header.content_size
+                bar.refresh()
+        write_all(out, data)
+        n_out += len(data)
+    tail = b""
+    if args.decompress:
+        coder.finish()  # the one rule for where input ends (sequence.py)
+    else:
+        tail = coder.flush()
+    write_all(out, tail)
+    out.flush()
+    return n_in, n_out + len(tail)
+
+
+def _code_file(args, src: str, dst: str | None):
+    """Compress or decompress one input; returns the report line."""
+    stdin = src == "-"
+    fin = sys.stdin.buffer if stdin else open(src, "rb")
+    like = None if stdin else os.fstat(fin.fileno())
+    size = like.st_size if like is not None and stat.S_ISREG(like.st_mode) else None
+    verify = args.verify and not args.decompress
+    bar = progress_bar(args, None if args.decompress or size is None
+                        else size * (2 if verify else 1))  # a verify decodes it all again
+    classical = _Classical() if args.verbose and not args.decompress else None
     start = time.perf_counter()
     coder = None
     try:
-        if args.decompress:
-            coder = NacrithDecompressor(**opts)
-            step = coder.decompress
-        else:
-            coder = NacrithCompressor(content_size=size, verify=verify, **opts,
-                                      **codec_options(args))
-            step = coder.compress
-        if args.test:
-            sink = open(os.devnull, "wb")
-        elif dst is None:
-            sink = contextlib.nullcontext(sys.stdout.buffer)
-        else:
-            sink = _atomic_output(dst, args.force)
-        with sink as out:
-            n_in = n_out = 0
-            while chunk := fin.read(1 << 20):
-                n_in += len(chunk)
-                data = step(chunk)
-                if args.decompress and bar is not None and bar.total is None and coder.header:
-                    bar.total = coder.header.content_size
-                out.write(data)
-                n_out += len(data)
-                if args.decompress and coder.eof:
-                    break
-            if args.decompress:
-                if not coder.eof:
-                    raise TruncatedError("the compressed input ends before its end marker")
-                if coder.unused_data or fin.read(1):
-                    raise FormatError("trailing data after the end of the stream")
-            else:
-                tail = coder.flush()
-                out.write(tail)
-                n_out += len(tail)
-            out.flush()
+        coder = _coder(args, size, bar.update if bar is not None else None)
+        with _sink(args, dst, like) as out:
+            n_in, n_out = _pump(args, fin, out, coder, bar, classical)
     finally:
         if coder is not None:
             coder.close()  # worker processes, if any, stop now (at once after a failure)
@@ -186,14 +264,17 @@ def _code_file(args, src: str, dst: str | None):
             bar.close()
         if not stdin:
             fin.close()
-    seconds = time.perf_counter() - start
-    stats = coder.stats
+    report = _report(args, src, dst, n_in, n_out, coder.stats, time.perf_counter() - start)
+    return report + (f"\n  beside: {classical.line(n_out)}" if classical is not None else "")
+
+
+def _report(args, src, dst, n_in, n_out, stats, seconds) -> str:
     original, packed = (n_out, n_in) if args.decompress else (n_in, n_out)
     bpb = 8 * packed / original if original else 0.0
     rate = stats.get("tokens", 0) / seconds if seconds else 0.0
-    name = "stdin" if stdin else src
+    name = "stdin" if src == "-" else src
     target = "OK (verified)" if args.test else "stdout" if dst is None else dst
-    if verify:
+    if args.verify and not args.decompress:
         target += " (verified)"
     methods = " ".join(f"{k} {v}" for k, v in stats.get("segments", {}).items())
     return (f"{name}: {n_in} -> {n_out} bytes, {bpb:.3f} bits/byte, "
@@ -207,36 +288,94 @@ def _skipped(stats) -> str:
     return f" ({tokens - steps} without the model)" if steps < tokens else ""
 
 
+class _Skip(Exception):
+    """An input left alone, with gzip's kind of message (a warning, not a failure)."""
+
+
 def _target(args, src: str) -> str | None:
-    if args.test:
+    """The output file for ``src``, or None for standard output (and -t)."""
+    if args.test or args.stdout or args.output == "-" or (src == "-" and not args.output):
         return None
-    if args.stdout or (src == "-" and not args.output):
-        return None
+    if src != "-" and os.path.isdir(src):
+        raise IsADirectoryError(f"is a directory -- ignored (use -r to {_verb(args)} the "
+                                "files below it)")
     if args.output:
         return args.output
     if not args.decompress:
+        if src.endswith(SUFFIX) and not args.force:
+            raise _Skip(f"already has {SUFFIX} suffix -- unchanged (use -f to compress it "
+                        "again, -d to decompress it)")
         return src + SUFFIX
     if not src.endswith(SUFFIX):
-        raise ValueError(f"{src}: unknown suffix (expected {SUFFIX}); use -o to name the output")
+        raise _Skip(f"unknown suffix -- ignored (expected {SUFFIX}); use -o to name the "
+                    "output or -c to write to standard output")
     return src[:-len(SUFFIX)]
 
 
-def _main_code(args) -> int:
+def _verb(args) -> str:
+    return "test" if args.test else "decompress" if args.decompress else "compress"
+
+
+def _inputs(args) -> list[str]:
+    """The files named, with -r the files below each directory named (compressing: those
+    without the suffix; decompressing: those with it), in a stable order."""
     files = args.files or ["-"]
-    if args.output and len(files) > 1:
-        print("nacrith: -o takes one input file", file=sys.stderr)
-        return 2
+    if not args.recursive:
+        return files
+    out = []
+    for name in files:
+        if name == "-" or not os.path.isdir(name):
+            out.append(name)
+            continue
+        for folder, dirs, names in os.walk(name):
+            dirs.sort()
+            for n in sorted(names):
+                path = os.path.join(folder, n)
+                if os.path.isfile(path) and not os.path.islink(path) and (
+                        n.endswith(SUFFIX) == args.decompress):
+                    out.append(path)
+    return out
+
+
+def usage_conflict(args, command: str | None) -> str | None:
+    """What is contradictory in the options given, or None."""
+    rules = [
+        (command == "compress" and (args.decompress or args.test),
+         "`nacrith compress` does not take -d or -t"),
+        (command == "decompress" and args.compressing, "`nacrith decompress` does not take -z"),
+        (args.keep and args.rm, "-k and --rm contradict each other"),
+        (args.rm and args.test, "-t writes nothing, so --rm would lose the input"),
+        (args.rm and (args.stdout or args.output == "-"),
+         "--rm with standard output: the input is kept when writing to standard output "
+         "(as zstd does); leave out --rm"),
+        (args.output is not None and args.stdout, "-o and -c contradict each other"),
+        (args.output is not None and args.test, "-t writes nothing; leave out -o"),
+        (args.output not in (None, "-") and (len(args.files) > 1 or args.recursive),
+         "-o takes one input file (use -c to concatenate several)"),
+        (args.recursive and "-" in (args.files or ["-"]),
+         "-r needs directories or files, not standard input"),
+        (args.workers < 1, "--workers must be at least 1"),
+    ]
+    return next((message for broken, message in rules if broken), None)
+
+
+def _main_code(args) -> int:
     status = 0
-    for src in files:
+    for src in _inputs(args):
         try:
             dst = _target(args, src)
             if dst is None and not args.decompress and sys.stdout.isatty() and not args.force:
                 raise ValueError("compressed data not written to a terminal (use -f to force)")
+            if src == "-" and args.decompress and sys.stdin.isatty() and not args.force:
+                raise ValueError("compressed data not read from a terminal (use -f to force)")
             report = _code_file(args, src, dst)
-            if args.rm and src != "-" and not args.test:
-                os.unlink(src)
+            if args.rm and src != "-":
+                os.unlink(src)  # only now: the output is complete, flushed and renamed
             if not args.quiet:
                 print(report, file=sys.stderr)
+        except _Skip as exc:
+            print(f"nacrith: {src}: {exc}", file=sys.stderr)
+            status = max(status, 1)
         except (NacrithError, OSError, ValueError) as exc:
             print(f"nacrith: {src}: {type(exc).__name__}: {exc}", file=sys.stderr)
             status = 1
@@ -244,32 +383,53 @@ def _main_code(args) -> int:
 
 
 def _main_info(argv) -> int:
-    from .inspect_stream import describe
+    from .inspect_stream import describe_all
 
     p = argparse.ArgumentParser(prog="nacrith info", description="Describe nacrith streams.")
-    p.add_argument("files", nargs="+", metavar="FILE.nc")
+    p.add_argument("files", nargs="+", metavar="FILE.nc", help="'-': standard input")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     args = p.parse_args(argv)
     status = 0
     for path in args.files:
         try:
-            with open(path, "rb") as f:
-                info = describe(f.read())
+            if path == "-":
+                streams = describe_all(sys.stdin.buffer.read())
+            else:
+                with open(path, "rb") as f:
+                    streams = describe_all(f.read())
         except (NacrithError, OSError) as exc:
             print(f"nacrith: {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
             status = 1
             continue
         if args.json:
-            print(json.dumps({"file": path, **info}))
+            print(json.dumps({"file": path, "streams": streams}))
             continue
-        print(f"{path}:")
-        for key, value in info.items():
-            if key in ("config", "bytes_by_method"):
-                value = " ".join(f"{k}={v}" for k, v in value.items())
-            elif key == "bpb" and value is not None:
-                value = f"{value:.4f}"
-            print(f"  {key:16} {value}")
+        print(f"{_printable(path)}:" + (f" {len(streams)} streams" if len(streams) > 1 else ""))
+        for n, info in enumerate(streams, 1):
+            if len(streams) > 1:
+                print(f"  stream {n} at offset {info['offset']}:")
+            _print_stream(info, "    " if len(streams) > 1 else "  ")
     return status
+
+
+def _print_stream(info: dict, indent: str):
+    for key, value in info.items():
+        if key == "offset":
+            continue
+        if key in ("config", "bytes_by_method"):
+            value = " ".join(f"{k}={v}" for k, v in value.items())
+        elif key == "environment":
+            value = json.dumps(value) if isinstance(value, dict) else value
+        elif key == "bpb" and value is not None:
+            value = f"{value:.4f}"
+        print(f"{indent}{key:16} {_printable(str(value))}")
+
+
+def _printable(text: str) -> str:
+    """``text`` with what a terminal would interpret (escape sequences, control
+    characters) shown escaped, as ``--json`` does: a stream's fields come from its writer."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
 
 
 def _main_cluster(argv) -> int:
@@ -284,22 +444,23 @@ def _main_cluster(argv) -> int:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in _COMMANDS:
-        command = argv.pop(0)
-        if command == "info":
-            return _main_info(argv)
-        if command == "bench":
-            from .bench import main as bench_main
-            return bench_main(argv)
-        if command == "cluster":
-            return _main_cluster(argv)
-        if command == "decompress":
-            argv.insert(0, "-d")
+    command = argv.pop(0) if argv and argv[0] in _COMMANDS else None
+    if command == "info":
+        return _main_info(argv)
+    if command == "bench":
+        from .bench import main as bench_main
+        return bench_main(argv)
+    if command == "cluster":
+        return _main_cluster(argv)
+    if command == "7z":
+        from .plugins.sevenzip_cli import main as sevenzip_main
+        return sevenzip_main(argv)
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.workers < 1:
-        parser.error("--workers must be at least 1")
-    args.decompress = args.decompress or args.test
+    problem = usage_conflict(args, command)
+    if problem:
+        parser.error(problem)
+    args.decompress = args.decompress or args.test or command == "decompress"
     return run_guarded("nacrith", lambda: _main_code(args))
 
 
