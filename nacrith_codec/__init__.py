@@ -7,6 +7,8 @@ The API follows the standard library's ``lzma`` module::
     assert nacrith_codec.decompress(packed) == b"some text"
 
 Importing this package is cheap: llama.cpp and the model load on first use.
+It registers ``compression="nacrith"`` with fsspec (which has no entry point
+for compressions; the ``nacrith::`` filesystem needs no import).
 """
 
 from .api import NacrithCompressor, NacrithDecompressor, compress, decompress
@@ -21,3 +23,5 @@ __all__ = [
     "TruncatedError", "VerifyError", "compress", "decompress", "open",
 ]
 __version__ = "0.1.0"
+
+from .plugins import fsspec_compression as _fsspec_compression  # noqa: E402,F401  (registers it)

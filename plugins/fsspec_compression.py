@@ -1,14 +1,16 @@
 """fsspec compression "nacrith": ``fsspec.open(path, mode, compression="nacrith")``.
 
-Registered on import (fsspec discovers filesystems through entry points, but
-not compressions).  Two entries:
+Registered by ``import nacrith_codec`` (fsspec discovers filesystems through
+entry points, but has none for compressions, so in a process that has not
+imported nacrith_codec fsspec answers "Compression type nacrith not supported"
+and ``compression="infer"`` reads ``.nc`` files as they are stored).
 
-- ``nacrith``, chosen by name: reads and writes nacrith streams, strictly.
-- the ``.nc`` suffix for ``compression="infer"``.  ``.nc`` is also NetCDF's
-  suffix, so this entry looks at the magic bytes: a file that does not start
-  with nacrith's magic is read as it is, and data written that starts with a
-  NetCDF signature (classic "CDF\\x01/\\x02/\\x05" or NetCDF-4's HDF5
-  signature) is written as it is.  NetCDF files keep working with "infer".
+One entry, ``nacrith``, also inferred from the ``.nc`` suffix.  ``.nc`` is
+NetCDF's suffix too, so NetCDF files pass through unchanged: a file that starts
+with a NetCDF signature (classic "CDF\\x01/\\x02/\\x05" or NetCDF-4's HDF5
+signature) is read as it is, and data written that starts with one is written
+as it is.  Anything else read must be a nacrith stream (FormatError otherwise,
+saying what it looks like).
 
 fsspec passes a compression no options, so they come from the environment:
 ``NACRITH_MODEL`` (a GGUF path) and ``NACRITH_OPTIONS``, comma-separated
@@ -26,7 +28,6 @@ import os
 import fsspec.compression
 
 from nacrith_codec.config import CodecConfig
-from nacrith_codec.container import MAGIC
 from nacrith_codec.file import NacrithFile
 
 NETCDF_SIGNATURES = (b"CDF\x01", b"CDF\x02", b"CDF\x05", b"\x89HDF\r\n\x1a\n")
@@ -47,12 +48,6 @@ def env_options() -> dict:
                              f"among {sorted(_OPTION_NAMES)}")
         options[name] = int(value)
     return options
-
-
-def open_nacrith(infile, mode="rb", **options):
-    """fsspec's compression callback: a NacrithFile over ``infile``."""
-    options = {**env_options(), **options} if mode[0] == "w" else options
-    return NacrithFile(infile, mode[0], **options)
 
 
 class _Prefixed(io.RawIOBase):
@@ -88,8 +83,8 @@ def _peek(raw, n: int):
 class _SniffingWriter(io.RawIOBase):
     """Writes NetCDF data as it is and anything else as a nacrith stream."""
 
-    def __init__(self, raw, options):
-        self._raw, self._options = raw, options
+    def __init__(self, raw, mode: str, options):
+        self._raw, self._mode, self._options = raw, mode, options
         self._head = bytearray()
         self._target = None
 
@@ -101,7 +96,7 @@ class _SniffingWriter(io.RawIOBase):
         if head.startswith(NETCDF_SIGNATURES):
             self._target = self._raw
         else:
-            self._target = NacrithFile(self._raw, "w", **self._options)
+            self._target = NacrithFile(self._raw, self._mode, **self._options)
         self._target.write(head)
 
     def write(self, data):
@@ -123,18 +118,16 @@ class _SniffingWriter(io.RawIOBase):
         super().close()
 
 
-def open_inferred(infile, mode="rb", **options):
-    """The ``.nc`` entry of ``compression="infer"``: nacrith, or NetCDF left intact."""
+def open_nacrith(infile, mode="rb", **options):
+    """fsspec's compression callback: a NacrithFile over ``infile`` (NetCDF passes through)."""
     if mode[0] == "r":
-        head, reader = _peek(infile, len(MAGIC))
-        return NacrithFile(reader, "r", **options) if head == MAGIC else reader
-    return io.BufferedWriter(_SniffingWriter(infile, {**env_options(), **options}))
+        head, reader = _peek(infile, _SNIFF)
+        return reader if head.startswith(NETCDF_SIGNATURES) else NacrithFile(reader, "r", **options)
+    return io.BufferedWriter(_SniffingWriter(infile, mode[0], {**env_options(), **options}))
 
 
 def register():
-    fsspec.compression.register_compression("nacrith", open_nacrith, [], force=True)
-    fsspec.compression.register_compression("nacrith-or-netcdf", open_inferred, ["nc"],
-                                            force=True)
+    fsspec.compression.register_compression("nacrith", open_nacrith, ["nc"], force=True)
 
 
 register()

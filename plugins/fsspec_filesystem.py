@@ -25,25 +25,31 @@ model may also come from ``NACRITH_MODEL``.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+
 from fsspec import filesystem
 from fsspec.implementations.chained import ChainedFileSystem
 
+from nacrith_codec import container
 from nacrith_codec.errors import NacrithError
 from nacrith_codec.file import NacrithFile
 from nacrith_codec.random_access import original_size
 
 from . import fsspec_compression  # noqa: F401  (registers compression="nacrith" too)
 
-SUFFIX = ".nc"
+SUFFIX = container.SUFFIX
+_MODES = ("rb", "wb", "xb", "ab")  # fsspec turns text modes into these
 
 
 class _Publishing(NacrithFile):
     """A nacrith file over a target file opened without autocommit: committed when it
-    closes cleanly, discarded otherwise."""
+    closes cleanly, discarded otherwise (``commit`` False: the target's transaction or
+    the store decides)."""
 
     def __init__(self, raw, commit: bool, **options):
         super().__init__(raw, "w", **options)
-        self._raw, self._commit = raw, commit
+        self._target_file, self._commit = raw, commit
 
     def close(self):
         if self.closed:
@@ -51,9 +57,9 @@ class _Publishing(NacrithFile):
         try:
             super().close()
         finally:
-            self._raw.close()
+            self._target_file.close()
             if self._commit:
-                self._raw.discard() if self.broken else self._raw.commit()
+                self._target_file.discard() if self.broken else self._target_file.commit()
 
 
 class NacrithFileSystem(ChainedFileSystem):
@@ -91,15 +97,37 @@ class NacrithFileSystem(ChainedFileSystem):
 
     # -- filesystem interface
     def _open(self, path, mode="rb", **kwargs):
-        if "r" in mode:
-            raw = self.fs.open(self._target(path), "rb")
-            return NacrithFile(raw, "r", close_fileobj=True, **self._read_options)
+        if mode not in _MODES:
+            raise ValueError(f"nacrith:: files open for reading, writing, exclusive creation or "
+                             f"appending (modes r, w, x, a; binary or text), not {mode!r}")
+        target = self._target(path)
+        if mode == "rb":
+            return NacrithFile(self.fs.open(target, "rb"), "r", close_fileobj=True,
+                               **self._read_options)
+        if mode == "xb" and self.fs.exists(target):
+            raise FileExistsError(f"{path} exists (stored as {target})")
+        previous = self._previous(target) if mode == "ab" else None
         if self.fs._intrans:  # the target's transaction commits or discards
-            return NacrithFile(self.fs.open(self._target(path), "wb"), "w", close_fileobj=True,
-                               **self._write_options)
-        raw = self.fs._open(self._target(path), "wb", autocommit=False)
-        return _Publishing(raw, commit=getattr(raw, "autocommit", True) is False,
-                           **self._write_options)
+            raw, commit = self.fs.open(target, "wb"), False
+        else:
+            raw = self.fs._open(target, "wb", autocommit=False)
+            commit = getattr(raw, "autocommit", True) is False
+        if previous is not None:  # appending: the streams so far, then a new one
+            with previous:
+                shutil.copyfileobj(previous, raw)
+        return _Publishing(raw, commit=commit, **self._write_options)
+
+    def _previous(self, target: str):
+        """A copy of the stored streams of a file opened for appending (None if it does not
+        exist), taken before the target is opened for writing: the new file, the old
+        streams followed by a new one, replaces it only when complete."""
+        if not self.fs.exists(target):
+            return None
+        copy = tempfile.SpooledTemporaryFile(max_size=16 << 20)
+        with self.fs.open(target, "rb") as f:
+            shutil.copyfileobj(f, copy)
+        copy.seek(0)
+        return copy
 
     def ls(self, path, detail=True, **kwargs):
         entries = [e for e in (self._logical(i) for i in self.fs.ls(

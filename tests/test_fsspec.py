@@ -70,8 +70,12 @@ def test_netcdf_files_are_left_intact_by_infer(base, netcdf):
     with fsspec.open(url, "wb", compression="infer") as f:  # written as it is, too
         f.write(netcdf)
     assert fsspec.open(url, "rb").open().read() == netcdf
-    with pytest.raises(nc.FormatError):  # asked for by name, it is not nacrith: loud
-        with fsspec.open(url, "rb", compression="nacrith") as f:
+    with fsspec.open(url, "rb", compression="nacrith") as f:  # one rule, by name or suffix
+        assert f.read() == netcdf
+    with fsspec.open(f"{base}/other.nc", "wb") as f:
+        f.write(b"neither nacrith nor NetCDF")
+    with pytest.raises(nc.FormatError, match="uncompressed text"):  # anything else: loud
+        with fsspec.open(f"{base}/other.nc", "rb", compression="infer") as f:
             f.read()
 
 
@@ -88,8 +92,8 @@ def test_non_seekable_reader_is_decoded_sequentially(english):
         def readinto(self, b):
             return self.data.readinto(b)
 
-    from nacrith_codec.plugins.fsspec_compression import open_inferred
-    assert open_inferred(io.BufferedReader(Pipe()), "rb").read() == english[:90]
+    from nacrith_codec.plugins.fsspec_compression import open_nacrith
+    assert open_nacrith(io.BufferedReader(Pipe()), "rb").read() == english[:90]
 
 
 def test_nacrith_filesystem_write_list_read_copy(base, english, tmp_path):
@@ -154,3 +158,47 @@ def test_pipe_put_and_a_writer_that_cannot_seek(base, english, tmp_path):
     with nc.open(w, "wb", **SMALL) as f:
         f.write(english[:50])
     assert nc.decompress(b"".join(w.parts)) == english[:50]
+
+
+def test_nacrith_filesystem_modes_append_create_exclusively_or_refuse(base, english):
+    opts = {"nacrith": dict(SMALL)}
+    url = f"nacrith::{base}/m/x.txt"
+    fs, path = fsspec.core.url_to_fs(url, **opts)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    with fsspec.open(url, "w", **opts) as f:
+        f.write("line one\n")
+    with fsspec.open(url, "a", **opts) as f:  # appending adds a stream
+        f.write("line two\n")
+    with fsspec.open(url, "ab", **opts) as f:
+        f.write(b"line three\n")
+    expected = b"line one\nline two\nline three\n"
+    with fsspec.open(url, "rb", **opts) as f:
+        assert f.read() == expected
+    assert fs.info(path)["size"] == len(expected)  # the index spans the three streams
+    assert fs.cat_file(path, -6) == expected[-6:]
+    assert fs.read_block(path, 5, 8) == expected[5:13]
+    for mode in ("x", "xb"):
+        with pytest.raises(FileExistsError):
+            fs.open(path, mode)
+    assert fs.cat_file(path) == expected
+    with fs.open(path.replace("x.txt", "new.txt"), "xb") as f:
+        f.write(b"fresh")
+    assert fs.cat_file(path.replace("x.txt", "new.txt")) == b"fresh"
+    for mode in ("r+b", "w+b", "a+b"):
+        with pytest.raises(ValueError, match="modes r, w, x, a"):
+            fs.open(path, mode)
+    assert fs.cat_file(path) == expected
+
+
+def test_compression_is_there_after_import_nacrith_codec_in_a_fresh_process(tmp_path):
+    import subprocess, sys
+    code = ("import fsspec, nacrith_codec\n"
+            f"url = 'file://{tmp_path}/x.txt.nc'\n"
+            "with fsspec.open(url, 'wb', compression='nacrith') as f:\n"
+            "    f.write(b'registered')\n"
+            "print(fsspec.open(url, 'rb', compression='infer').open().read().decode(),\n"
+            "      sorted(c for c in fsspec.available_compressions() if c and 'nacrith' in c))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**__import__("os").environ, "NACRITH_OPTIONS": "window=48,slide=16"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "registered ['nacrith']"
