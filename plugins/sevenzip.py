@@ -16,7 +16,8 @@ stream itself.  Options in the filter dict reach the compressor: ``model``,
 from __future__ import annotations
 
 from nacrith_codec import container
-from nacrith_codec.api import NacrithCompressor, NacrithDecompressor
+from nacrith_codec.api import NacrithCompressor, NacrithDecompressor, check_options
+from nacrith_codec.config import CodecConfig
 from nacrith_codec.errors import FormatError
 
 #: 7-Zip's rule for private method ids: 3F, five random bytes (ours), a method number.
@@ -57,7 +58,15 @@ class SevenZipDecompressor:
     def decompress(self, data, max_length: int = -1) -> bytes:
         if self._decompressor.eof:
             return b""
-        return self._decompressor.decompress(data, max_length)
+        try:
+            return self._decompressor.decompress(data, max_length)
+        except FormatError as exc:
+            if self._decompressor.header is not None:
+                raise
+            raise FormatError(
+                "this 7z member's nacrith data is not a nacrith stream: if the archive is "
+                "encrypted, the password is probably wrong; otherwise the archive is damaged "
+                f"({exc})") from None
 
 
 def register():
@@ -81,6 +90,43 @@ def register():
                                "numinstreams": 1, "numoutstreams": 1})
 
     c.SevenZipCompressor._set_alternate_compressors_coders = set_alternate_compressors_coders
+    _check_filters_on_open()
+
+
+def check_filter(spec: dict):
+    """ValueError naming the valid options when a nacrith filter dict has an unknown one
+    (py7zr would meet it only at the first write, with the archive half made)."""
+    options = {k: v for k, v in spec.items() if k != "id"}
+    try:
+        check_options(options)
+        CodecConfig(**{k: v for k, v in options.items() if k in CodecConfig.field_names()})
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"nacrith 7z filter: {exc}") from None
+
+
+def _check_filters_on_open():
+    """Check nacrith filters when an archive is opened for writing; a new archive whose
+    filters are refused is removed (py7zr has created it empty), so no broken .7z stays."""
+    import os
+
+    import py7zr
+
+    for name in ("_prepare_write", "_prepare_append"):
+        original = getattr(py7zr.SevenZipFile, name)
+
+        def checked(self, filters, password, _original=original, _name=name):
+            try:
+                for spec in filters or ():
+                    if spec.get("id") == FILTER_NACRITH:
+                        check_filter(spec)
+            except ValueError:
+                if _name == "_prepare_write" and not self._filePassed and self.filename:
+                    self.fp.close()
+                    os.unlink(self.filename)
+                raise
+            return _original(self, filters, password)
+
+        setattr(py7zr.SevenZipFile, name, checked)
 
 
 register()

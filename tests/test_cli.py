@@ -125,3 +125,121 @@ def test_integrity_test_writes_nothing(tmp_path, text_file):
     damaged[len(damaged) // 2] ^= 0x10
     packed.write_bytes(bytes(damaged))
     assert nacrith("-t", str(packed)).returncode == 1
+
+
+def _cli_ok(*args, **kw):
+    r = nacrith(*args, **kw)
+    assert r.returncode == 0, r.stderr.decode()
+    return r
+
+
+def test_concatenated_streams_decode_as_gzip_xz_and_zstd_do(tmp_path, english):
+    import nacrith_codec as nc
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_bytes(english[:60])
+    b.write_bytes(english[60:110])
+    ab = tmp_path / "ab.nc"
+    ab.write_bytes(_cli_ok("-c", *SMALL_ARGS, str(a), str(b)).stdout)
+    assert _cli_ok("-d", "-c", str(ab)).stdout == english[:110]
+    assert _cli_ok("-d", stdin=ab.read_bytes() * 2).stdout == english[:110] * 2
+    with nc.open(ab, "ab", window=48, slide=16) as f:  # the library's append adds a stream
+        f.write(b" appended")
+    _cli_ok("-d", str(ab))
+    assert (tmp_path / "ab").read_bytes() == english[:110] + b" appended"
+    info = _cli_ok("info", str(ab)).stdout.decode()
+    assert "3 streams" in info and info.count("original_size") == 3
+    # anything else after a stream: an error, and no output file
+    (tmp_path / "bad.nc").write_bytes(ab.read_bytes() + b"garbage!")
+    r = nacrith("-d", str(tmp_path / "bad.nc"))
+    assert r.returncode == 1 and b"trailing data after the end of stream 3" in r.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+def test_mode_and_times_are_kept_through_both_directions(tmp_path, english):
+    script = tmp_path / "run.sh"
+    script.write_bytes(b"#!/bin/sh\necho " + english[:40])
+    script.chmod(0o755)
+    os.utime(script, ns=(1_000_000_000_000_000_000, 1_100_000_000_123_456_789))
+    _cli_ok("--rm", *SMALL_ARGS, str(script))
+    packed = tmp_path / "run.sh.nc"
+    assert not script.exists() and packed.stat().st_mode & 0o777 == 0o755
+    _cli_ok("-d", "--rm", str(packed))
+    st = script.stat()
+    assert st.st_mode & 0o777 == 0o755 and st.st_mtime_ns == 1_100_000_000_123_456_789
+    assert not packed.exists()
+
+
+def test_names_suffixes_directories_and_standard_streams(tmp_path, text_file):
+    _cli_ok(*SMALL_ARGS, str(text_file))
+    packed = text_file.with_name("a.txt.nc")
+    r = nacrith(str(packed))  # gzip and xz refuse a file that has the suffix already
+    assert r.returncode == 1 and b"already has .nc suffix" in r.stderr
+    assert not (tmp_path / "a.txt.nc.nc").exists()
+    out = _cli_ok("-d", "-o", "-", str(packed), cwd=tmp_path).stdout
+    assert out == text_file.read_bytes() and not (tmp_path / "-").exists()
+    assert b"original_size" in _cli_ok("info", "-", stdin=packed.read_bytes()).stdout
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    r = nacrith("-d", str(folder))
+    assert r.returncode == 1 and b"is a directory" in r.stderr and b"-r" in r.stderr
+    r = nacrith("-d", "-f", "-o", str(folder), str(packed))
+    assert r.returncode == 1 and b"is a directory" in r.stderr and b"Traceback" not in r.stderr
+
+
+def test_recursive_compresses_and_restores_a_tree(tmp_path, english):
+    root = tmp_path / "tree"
+    (root / "sub").mkdir(parents=True)
+    (root / "one.txt").write_bytes(english[:30])
+    (root / "sub" / "two.txt").write_bytes(english[30:70])
+    _cli_ok("-r", "--rm", *SMALL_ARGS, str(root))
+    assert sorted(p.name for p in root.rglob("*") if p.is_file()) == ["one.txt.nc", "two.txt.nc"]
+    _cli_ok("-d", "-r", "--rm", str(root))
+    assert (root / "one.txt").read_bytes() == english[:30]
+    assert (root / "sub" / "two.txt").read_bytes() == english[30:70]
+    assert not list(root.rglob("*.nc"))
+
+
+@pytest.mark.parametrize("args", [["--rm", "-c"], ["-k", "--rm"], ["compress", "-d"],
+                                  ["-t", "--rm"], ["-o", "x.nc", "-c"], ["decompress", "-z"],
+                                  ["--rm", "-o", "-"]])
+def test_conflicting_flags_are_usage_errors(args, text_file):
+    before = text_file.read_bytes()
+    argv = args[:1] + [str(text_file)] + args[1:] if args[0] in ("compress", "decompress") \
+        else args + [str(text_file)]
+    r = nacrith(*argv)
+    assert r.returncode == 2, r.stderr
+    assert text_file.read_bytes() == before
+
+
+def test_bench_reports_missing_inputs_without_a_traceback(tmp_path):
+    for target in (tmp_path / "missing.txt", tmp_path):
+        r = nacrith("bench", str(target))
+        assert r.returncode == 1 and b"Traceback" not in r.stderr
+        assert b"no such file" in r.stderr or b"is a directory" in r.stderr
+
+
+def test_errors_say_what_the_input_is_and_what_to_do(tmp_path, text_file):
+    import gzip
+    _cli_ok(*SMALL_ARGS, str(text_file))
+    packed = text_file.with_name("a.txt.nc").read_bytes()
+    cases = {"cut.nc": (packed[:len(packed) // 2], b"incomplete"),
+             "g.txt.nc": (gzip.compress(b"hello"), b"gzip"),
+             "plain.txt.nc": (b"just some words\n" * 4, b"uncompressed text")}
+    for name, (data, phrase) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        r = nacrith("-d", str(tmp_path / name))
+        assert r.returncode == 1 and phrase in r.stderr, (name, r.stderr)
+
+
+def test_info_json_holds_the_environment_as_an_object_and_text_is_escaped(tmp_path, english):
+    import json
+
+    from nacrith_codec import container
+    packed = container.pack_header(container.Header(
+        container.CodecConfig(), bytes(32), "evil\x1b]0;pwned\x07.gguf", '{"cpu": "AVX2"}', 0))
+    path = tmp_path / "e.nc"
+    path.write_bytes(packed + container.pack_end(0, []))
+    info = json.loads(_cli_ok("info", "--json", str(path)).stdout)
+    assert info["streams"][0]["environment"] == {"cpu": "AVX2"}
+    text = _cli_ok("info", str(path)).stdout
+    assert b"\x1b" not in text and b"\x07" not in text and b"\\x1b]0;pwned" in text

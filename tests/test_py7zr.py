@@ -128,3 +128,57 @@ def test_coder_properties_name_the_format_version():
         SevenZipDecompressor(bytes([version]))
     with pytest.raises(FormatError, match="cannot read"):
         SevenZipDecompressor(b"\x09")
+
+
+def test_wrong_password_says_so(tmp_path, tree):
+    from py7zr import FILTER_CRYPTO_AES256_SHA256
+    import nacrith_codec as nc
+    archive = tmp_path / "secret.7z"
+    with py7zr.SevenZipFile(archive, "w", filters=[NACRITH, {"id": FILTER_CRYPTO_AES256_SHA256}],
+                            password="right") as z:
+        z.write(tree / "docs" / "a.txt", "a.txt")
+    with pytest.raises(nc.FormatError, match="password is probably wrong"):
+        with py7zr.SevenZipFile(archive, password="wrong") as z:
+            z.extractall(tmp_path / "out")
+
+
+def test_a_bad_filter_option_is_named_and_leaves_no_archive(tmp_path, tree):
+    archive = tmp_path / "bad.7z"
+    for bad in ({"level": 9}, {"streams": 0}):
+        with pytest.raises(ValueError, match="level|streams") as info:
+            with py7zr.SevenZipFile(archive, "w", filters=[{"id": FILTER_NACRITH, **bad}]) as z:
+                z.write(tree / "docs" / "a.txt", "a.txt")
+        assert "window" in str(info.value) or "streams must be" in str(info.value)
+        assert not archive.exists()
+
+
+def _7z(*args, cwd=None, stdin=None):
+    return subprocess.run([sys.executable, "-m", "nacrith_codec.cli", "7z", *args], cwd=cwd,
+                          capture_output=True, timeout=600, input=stdin)
+
+
+def test_nacrith_7z_command_adds_lists_tests_and_extracts(tmp_path, tree):
+    archive = str(tmp_path / "cli.7z")
+    small = ["--streams", "2", "--window", "48", "--slide", "16"]
+    r = _7z("a", archive, str(tree / "docs"), str(tree / "noise.bin"), *small)
+    assert r.returncode == 0, r.stderr
+    with py7zr.SevenZipFile(archive) as z:  # a real archive with the nacrith method
+        assert z.header.main_streams.unpackinfo.folders[0].coders[0]["method"] == METHOD_ID
+    listing = _7z("l", archive)
+    assert listing.returncode == 0 and b"docs/deep/b.txt" in listing.stdout
+    assert _7z("t", archive).returncode == 0
+    out = tmp_path / "out"
+    assert _7z("x", archive, "-o", str(out)).returncode == 0
+    assert _files(out / "docs") == _files(tree / "docs")
+    assert (out / "noise.bin").read_bytes() == (tree / "noise.bin").read_bytes()
+    r = _7z("x", archive, "-o", str(out))  # 7-Zip's fatal error: existing files kept
+    assert r.returncode == 2 and b"-y" in r.stderr
+    assert _7z("x", archive, "-o", str(out), "-y").returncode == 0
+    assert _7z("q", archive).returncode == 7  # command line error
+    assert _7z("x", str(tmp_path / "missing.7z")).returncode == 2
+    damaged = bytearray(open(archive, "rb").read())
+    damaged[40] ^= 0xFF
+    (tmp_path / "damaged.7z").write_bytes(bytes(damaged))
+    r = _7z("x", str(tmp_path / "damaged.7z"), "-o", str(tmp_path / "d"))
+    assert r.returncode == 2 and b"Traceback" not in r.stderr
+    assert not [p for p in (tmp_path / "d").rglob("*") if p.is_file()]  # nothing partial
