@@ -141,11 +141,7 @@ def atomic_output(path: str, force: bool, like: os.stat_result | None = None):
             if like is not None:
                 _copy_metadata(f.fileno(), like)
             os.fsync(f.fileno())
-        if force:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # fails if the name appeared meanwhile
-            os.unlink(tmp)
+        _publish(tmp, path, force)
     except FileExistsError:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -155,6 +151,23 @@ def atomic_output(path: str, force: bool, like: os.stat_result | None = None):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _publish(tmp: str, path: str, force: bool):
+    """Rename ``tmp`` to ``path``; without ``force`` only if ``path`` is still free."""
+    if force:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # atomic: fails if the name appeared meanwhile
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: check, then rename
+        if os.path.lexists(path):
+            raise FileExistsError(path) from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
 
 
 def _copy_metadata(fd: int, like: os.stat_result):
@@ -224,7 +237,8 @@ def _pump(args, fin, out, coder, bar, classical) -> tuple[int, int]:
         if classical is not None:
             classical.update(chunk)
         data = coder.decompress(chunk) if args.decompress else coder.compress(chunk)
-        if args.decompress and bar is not None and coder.header not in (None, header):
+        if args.decompress and bar is not None and coder.header is not None \
+                and coder.header is not header:
             header = coder.header  # a stream starts: its size joins the bar's total
             if header.content_size is not None:
                 bar.total = (bar.total or 0) + header.content_size
