@@ -142,11 +142,6 @@ def atomic_output(path: str, force: bool, like: os.stat_result | None = None):
                 _copy_metadata(f.fileno(), like)
             os.fsync(f.fileno())
         _publish(tmp, path, force)
-    except FileExistsError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise FileExistsError(f"{path} appeared while it was being written (another run?); "
-                              "it was left as it is") from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -158,13 +153,15 @@ def _publish(tmp: str, path: str, force: bool):
     if force:
         os.replace(tmp, path)
         return
+    appeared = FileExistsError(f"{path} appeared while it was being written (another run?); "
+                               "it was left as it is")
     try:
         os.link(tmp, path)  # atomic: fails if the name appeared meanwhile
     except FileExistsError:
-        raise
+        raise appeared from None
     except OSError:  # a file system without hard links: check, then rename
         if os.path.lexists(path):
-            raise FileExistsError(path) from None
+            raise appeared from None
         os.replace(tmp, path)
         return
     os.unlink(tmp)
@@ -303,7 +300,7 @@ def _skipped(stats) -> str:
 
 
 class _Skip(Exception):
-    """An input left alone, with gzip's kind of message (a warning, not a failure)."""
+    """An input left alone (exit status 1), reported in gzip's words without a class name."""
 
 
 def _target(args, src: str) -> str | None:
@@ -389,7 +386,7 @@ def _main_code(args) -> int:
                 print(report, file=sys.stderr)
         except _Skip as exc:
             print(f"nacrith: {src}: {exc}", file=sys.stderr)
-            status = max(status, 1)
+            status = 1
         except (NacrithError, OSError, ValueError) as exc:
             print(f"nacrith: {src}: {type(exc).__name__}: {exc}", file=sys.stderr)
             status = 1

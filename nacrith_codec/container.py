@@ -191,6 +191,14 @@ def pack_header(h: Header) -> bytes:
     return MAGIC + head + struct.pack("<I", zlib.crc32(head))
 
 
+def starts_stream(buf) -> bool | None:
+    """Whether ``buf`` starts with the magic: True, False, or None while it is a prefix of it."""
+    head = bytes(buf[:len(MAGIC)])
+    if head != MAGIC[:len(head)]:
+        return False
+    return True if len(head) == len(MAGIC) else None
+
+
 def not_a_stream(buf) -> FormatError:
     """The error for input that does not start with the magic, saying what it looks like."""
     return FormatError(f"not a nacrith stream (bad magic bytes): {describe(buf)}")
@@ -198,7 +206,7 @@ def not_a_stream(buf) -> FormatError:
 
 def parse_header(buf) -> tuple[Header, int] | None:
     """Parse the header at the start of ``buf``: (header, end offset) or None."""
-    if bytes(buf[:len(MAGIC)]) != MAGIC[:len(buf)]:
+    if starts_stream(buf) is False:
         raise not_a_stream(buf)
     if len(buf) >= len(MAGIC) + 1 and buf[len(MAGIC)] not in READABLE:
         raise FormatError(

@@ -6,7 +6,7 @@ import json
 
 from . import classical, container
 from .errors import TruncatedError
-from .sequence import stream_spans
+from .sequence import check_next
 
 
 def environment(env: str):
@@ -49,10 +49,12 @@ def describe(data) -> dict:
 def describe_all(data) -> list[dict]:
     """``describe`` of every stream of a file of concatenated streams (``sequence``'s rule:
     truncation and trailing data raise)."""
-    view = memoryview(data)
-    out = []
-    for start, end in stream_spans(view):
-        info = describe(view[start:end])
+    view, pos, out = memoryview(data), 0, []
+    while not out or pos < len(view):
+        if out and not check_next(view[pos:], len(out)):
+            raise TruncatedError(f"the input ends inside the header of stream {len(out) + 1}")
+        info = describe(view[pos:])
         del info["trailing_bytes"]
-        out.append({"offset": start, **info})
+        out.append({"offset": pos, **info})
+        pos += info["compressed_size"]
     return out

@@ -90,7 +90,7 @@ def _stream_ending_at(fp, end: int):
             parsed = None
         if parsed is not None and parsed[1] == len(before) - at:
             own = _end_record(tail, parsed[0])  # again, under the stream's own limits
-            if own is not None:
+            if own is not None and sum(n for n, _ in own.index) == own.total_len:
                 return lo + at, before[at:], own
         at = before.find(container.MAGIC, at + 1)
     return None
@@ -148,7 +148,6 @@ class RandomAccessReader(io.RawIOBase):
     def __init__(self, fp, index: Index, **options):
         options.pop("workers", None)  # one block at a time, as reads need them
         self._fp, self._options, self._index = fp, options, index
-        self._raw, self._size = index.raw, index.size
         self._pos = 0
         self._cached = (-1, b"")
 
@@ -160,13 +159,13 @@ class RandomAccessReader(io.RawIOBase):
 
     @property
     def size(self) -> int:
-        return self._size
+        return self._index.size
 
     def tell(self):
         return self._pos
 
     def seek(self, offset, whence=io.SEEK_SET):
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
         self._pos = max(0, base + offset)
         return self._pos
 
@@ -175,17 +174,17 @@ class RandomAccessReader(io.RawIOBase):
             index = self._index
             self._fp.seek(index.offsets[i])
             record = self._fp.read(index.ends[i] - index.offsets[i])
-            data = decode_block(index.header(i), record, self._raw[i + 1] - self._raw[i], i,
+            data = decode_block(index.header(i), record, index.raw[i + 1] - index.raw[i], i,
                                 **self._options)
             self._cached = (i, data)
         return self._cached[1]
 
     def readinto(self, b) -> int:
-        if self._pos >= self._size:
+        if self._pos >= self.size:
             return 0
-        i = bisect.bisect_right(self._raw, self._pos) - 1
+        i = bisect.bisect_right(self._index.raw, self._pos) - 1
         data = self._block(i)
-        start = self._pos - self._raw[i]
+        start = self._pos - self._index.raw[i]
         n = min(len(b), len(data) - start)
         b[:n] = data[start:start + n]
         self._pos += n

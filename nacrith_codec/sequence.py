@@ -8,7 +8,7 @@ magic bytes); anything else is trailing data, a FormatError.  Input that ends
 inside a stream is a TruncatedError, and so is input with no stream at all.
 
 Every reader uses this rule: ``decompress``, file objects, the command line,
-``nacrith bench`` and ``nacrith info`` (which lists every stream).
+``nacrith bench`` and ``nacrith info`` (``inspect_stream.describe_all``).
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ INCOMPLETE = ("the compressed data ends before the end of its stream: the file i
 def check_next(rest: bytes, streams: int) -> bool:
     """Whether the bytes after stream number ``streams`` start another stream (True),
     may still (False: too few bytes to tell); raises FormatError for trailing data."""
-    head = bytes(rest[:len(container.MAGIC)])
-    if head != container.MAGIC[:len(head)]:
+    starts = container.starts_stream(rest)
+    if starts is False:
         if not streams:
             raise container.not_a_stream(rest)
         raise FormatError(f"trailing data after the end of stream {streams}, which is not "
                           f"another nacrith stream: {describe(rest)}")
-    return len(head) == len(container.MAGIC)
+    return bool(starts)
 
 
 class StreamSequence:
@@ -116,27 +116,3 @@ def decode_all(data, new_decoder) -> bytes:
         seq.close()
     return out
 
-
-def stream_spans(data) -> list[tuple[int, int]]:
-    """(start, end) of every stream in ``data``, found from the records' lengths without
-    decoding; raises as decoding would for truncation and trailing data."""
-    spans, pos = [], 0
-    while pos < len(data) or not spans:
-        if spans:
-            check_next(data[pos:pos + len(container.MAGIC)], len(spans))
-        start = pos
-        parsed = container.parse_header(memoryview(data)[pos:])
-        if parsed is None:
-            raise TruncatedError(INCOMPLETE)
-        header, end = parsed
-        pos, blocks = start + end, 0
-        while True:
-            parsed = container.parse_record(data, pos, header, blocks)
-            if parsed is None:
-                raise TruncatedError(INCOMPLETE)
-            record, pos = parsed
-            if isinstance(record, container.End):
-                break
-            blocks += 1
-        spans.append((start, pos))
-    return spans

@@ -16,9 +16,8 @@ stream itself.  Options in the filter dict reach the compressor: ``model``,
 from __future__ import annotations
 
 from nacrith_codec import container
-from nacrith_codec.api import NacrithCompressor, NacrithDecompressor, check_options
-from nacrith_codec.config import CodecConfig
-from nacrith_codec.errors import FormatError
+from nacrith_codec.api import NacrithCompressor, NacrithDecompressor
+from nacrith_codec.errors import FormatError, NacrithError
 
 #: 7-Zip's rule for private method ids: 3F, five random bytes (ours), a method number.
 METHOD_ID = bytes.fromhex("3F35984265BC0001")
@@ -96,10 +95,8 @@ def register():
 def check_filter(spec: dict):
     """ValueError naming the valid options when a nacrith filter dict has an unknown one
     (py7zr would meet it only at the first write, with the archive half made)."""
-    options = {k: v for k, v in spec.items() if k != "id"}
     try:
-        check_options(options)
-        CodecConfig(**{k: v for k, v in options.items() if k in CodecConfig.field_names()})
+        SevenZipCompressor(spec)  # the compressor's own checks; nothing is coded yet
     except (TypeError, ValueError) as exc:
         raise ValueError(f"nacrith 7z filter: {exc}") from None
 
@@ -119,7 +116,7 @@ def _check_filters_on_open():
                 for spec in filters or ():
                     if spec.get("id") == FILTER_NACRITH:
                         check_filter(spec)
-            except ValueError:
+            except (ValueError, NacrithError):  # NacrithError: its model is not found
                 if _name == "_prepare_write" and not self._filePassed and self.filename:
                     self.fp.close()
                     os.unlink(self.filename)
