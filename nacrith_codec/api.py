@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 
-from . import classical, container
+from . import classical, container, memory
 from .config import CodecConfig
 from .engine import Engine, environment_json
 from .errors import (CorruptError, EnvironmentMismatchError, FormatError, ModelMismatchError,
@@ -20,7 +20,7 @@ from .workers import Pool, Serial
 #: The keyword options of NacrithCompressor beside CodecConfig's fields.
 COMPRESSOR_OPTIONS = ("model", "config", "threads", "progress", "content_size", "workers",
                       "n_gpu_layers", "verify")
-DECOMPRESSOR_OPTIONS = ("model", "threads", "progress", "workers", "n_gpu_layers")
+DECOMPRESSOR_OPTIONS = ("model", "threads", "progress", "workers", "n_gpu_layers", "memlimit")
 
 
 def _check_bytes(data):
@@ -47,6 +47,8 @@ class _Coding:
     """What compressor and decompressor share: a model path resolved now, loaded later
     (by this process, or by each worker process with ``workers`` > 1)."""
 
+    _memlimit = 0  # bytes a decoder of the stream may need (0: any); see memory.py
+
     def __init__(self, model, threads, progress, workers, n_gpu_layers):
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -71,9 +73,10 @@ class _Coding:
     def _start_runner(self, config):
         if self._workers > 1:
             self._runner = Pool(self._model_path, config, self._workers, self._threads,
-                                self._progress, self._gpu)
+                                self._progress, self._gpu, self._memlimit)
         else:
-            self._runner = Serial(self.engine, config, self._threads, self._progress)
+            self._runner = Serial(self.engine, config, self._threads, self._progress,
+                                  self._memlimit)
 
     def close(self):
         """Stop the worker processes, if any (also done when the stream ends)."""
@@ -104,15 +107,15 @@ class NacrithCompressor(_Coding):
                  n_gpu_layers: int = 0, verify: bool = False, **options):
         check_options(options)
         super().__init__(model, threads, progress, workers, n_gpu_layers)
-        self._verifier = (_Verifier(NacrithDecompressor(
+        self._verifier = (_Verifier(NacrithDecompressor(  # of our own stream: no memlimit
             self._model_path, threads=threads, progress=progress, workers=workers,
-            n_gpu_layers=n_gpu_layers)) if verify else None)
+            n_gpu_layers=n_gpu_layers, memlimit=0)) if verify else None)
         base = config or CodecConfig()
         self.config = base.replace(**options) if options else base
         self._content_size = content_size
         self._buffer = bytearray()
         self._lengths = collections.deque()  # raw length of each block in flight
-        self._index = []  # (raw_len, record_len) of each block written
+        self._writer = None  # the stream's framing, once started
         self._total = 0
         self._flushed = False
 
@@ -120,9 +123,10 @@ class NacrithCompressor(_Coding):
         if self._runner is not None:
             return b""
         self._start_runner(self.config)
-        return container.pack_header(container.Header(
+        self._writer = container.StreamWriter(container.Header(
             self.config, bytes.fromhex(fingerprint(self._model_path)),
             os.path.basename(self._model_path), environment_json(self._gpu), self._content_size))
+        return self._writer.head
 
     def _block(self, data: bytes):
         self._runner.submit("encode", data)
@@ -130,11 +134,8 @@ class NacrithCompressor(_Coding):
         self._total += len(data)
 
     def _records(self, wait=False) -> list[bytes]:
-        out = []
-        for record in self._runner.results(wait):
-            self._index.append((self._lengths.popleft(), len(record)))
-            out.append(record)
-        return out
+        return [self._writer.block(record, self._lengths.popleft())
+                for record in self._runner.results(wait)]
 
     def compress(self, data) -> bytes:
         if self._flushed:
@@ -169,7 +170,7 @@ class NacrithCompressor(_Coding):
         if self._content_size is not None and self._content_size != self._total:
             raise ValueError(f"content_size was given as {self._content_size} but "
                              f"{self._total} bytes were compressed")
-        out.append(container.pack_end(self._total, self._index))
+        out.append(self._writer.end())
         out = self._checked(b"", b"".join(out))
         if self._verifier is not None:
             self._verifier.finish()
@@ -221,17 +222,25 @@ class NacrithDecompressor(_Coding):
     it, and ``needs_input`` is false while decoded output is still waiting.
     At most one block of input and one block of output are held at a time
     (``2 * workers`` blocks with ``workers`` processes decoding at once).
+
+    ``memlimit`` bounds what a stream's header can make it allocate, in bytes per
+    decoding process (as lzma's): None takes ``NACRITH_MEMLIMIT`` from the environment,
+    else 1 GiB (memory.DEFAULT_LIMIT); 0 is no limit; strings such as "4GiB" are read.
+    A stream that needs more raises MemoryLimitError before anything is allocated.
     """
 
     def __init__(self, model=None, *, threads=None, progress=None, workers: int = 1,
-                 n_gpu_layers: int = 0):
+                 n_gpu_layers: int = 0, memlimit=None):
         super().__init__(model, threads, progress, workers, n_gpu_layers)
+        self._memlimit = memory.resolve(memlimit)
         self.header: container.Header | None = None
         self._input = bytearray()
         self._pending = b""
         self._blocks = collections.deque()  # records being decoded, in order
         self._end = None  # the end record, once read
         self._index = []  # (raw_len, record_len) of each block read
+        self._digests = []  # of each block read (the END record's content check)
+        self._first = 0  # the number of the first block read (random access: one block alone)
         self._total = 0
         self.eof = False
         self.needs_input = True
@@ -271,10 +280,7 @@ class NacrithDecompressor(_Coding):
         if classical.TEXT not in block.methods():  # the model played no part
             return error
         ours = json.loads(environment_json(self._gpu))
-        try:
-            theirs = dict(json.loads(self.header.env))
-        except (ValueError, TypeError):
-            theirs = {"environment": self.header.env}
+        theirs = container.environment(self.header.env) or {"environment": self.header.env}
         differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
         if not differ:
             return error
@@ -286,15 +292,20 @@ class NacrithDecompressor(_Coding):
     def _read_records(self):
         """Parse the complete records in the input, handing blocks to the runner while it
         has room."""
-        while self._end is None and len(self._runner) < self._runner.limit:
-            parsed = container.parse_record(self._input, 0, self.header, len(self._index))
+        while self._end is None and (self._runner is None
+                                     or len(self._runner) < self._runner.limit):
+            parsed = container.parse_record(self._input, 0, self.header, len(self._index),
+                                            self._first + len(self._index))
             if parsed is None:
                 return
             record, end = parsed
             del self._input[:end]
             if isinstance(record, container.End):
-                if (record.index, record.total_len) != (tuple(self._index), self._total):
-                    raise CorruptError("corrupt stream: blocks are missing, repeated or misindexed")
+                content = container.content_digest(self._digests) if record.content else b""
+                if (record.index, record.total_len, record.content) != (
+                        tuple(self._index), self._total, content):
+                    raise CorruptError("corrupt stream: blocks are missing, repeated, misindexed "
+                                       "or taken from another stream")
                 size = self.header.content_size
                 if size is not None and size != self._total:
                     raise CorruptError("corrupt stream: content size does not match the data")
@@ -303,8 +314,11 @@ class NacrithDecompressor(_Coding):
                 self._input.clear()
                 return
             self._index.append((record.raw_len, end))
+            self._digests.append(record.digest)
             self._total += record.raw_len
             self._blocks.append(record)
+            if self._runner is None:  # the first block: only now is anything allocated
+                self._start_runner(self.header.config)
             with self._explaining(record):  # a serial runner decodes it now
                 self._runner.submit("decode", record)
 
@@ -317,13 +331,13 @@ class NacrithDecompressor(_Coding):
             self.header, end = parsed
             del self._input[:end]
             self._check_model(self.header)
-            self._start_runner(self.header.config)
             return True
         self._read_records()
+        runner = self._runner
         # Wait for a block only when no more input could start another one.
-        wait = self._end is not None or len(self._runner) >= self._runner.limit
+        wait = self._end is not None or (runner is not None and len(runner) >= runner.limit)
         with self._explaining(self._blocks[0] if self._blocks else None):
-            for data in self._runner.results(wait=wait):
+            for data in runner.results(wait=wait) if runner is not None else ():
                 self._pending = self._verified(self._blocks.popleft(), data)
                 return True
         if self._end is not None and not self._blocks:

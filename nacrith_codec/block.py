@@ -199,8 +199,8 @@ class BlockCoder:
         if budget <= 0 or not self._run(counts, grid, coder, give_up):
             return None
         payload = coder.finish()
-        if 8 * len(payload) >= budget:
-            return None
+        if 8 * len(payload) >= budget or len(symbols) > container.max_tokens(len(payload)):
+            return None  # the classical coding is as small, or the format's bound forbids it
         self.stats["model_bits"] += coder.model_bits
         self.stats["coded_bits"] += 8 * len(payload)
         return self._record(data, digest, parts, (counts, payload))
@@ -235,7 +235,9 @@ class BlockCoder:
         if counts != sorted(counts, reverse=True):
             raise CorruptError("corrupt stream: stream lengths are not in schedule order")
         grid = np.zeros((len(counts), counts[0] if counts else 0), dtype=np.int32)
-        self._run(counts, grid, SymbolDecoder(self.tokenizer.n_vocab, payload))
+        decoder = SymbolDecoder(self.tokenizer.n_vocab, payload)
+        self._run(counts, grid, decoder)
+        decoder.finish()
         symbols = np.concatenate([grid[i, :c] for i, c in enumerate(counts)] or [grid.ravel()])
         if int(self._piece_len[symbols].sum()) != size:  # before joining: bounded memory
             raise CorruptError("corrupt stream: a block decoded to the wrong length")

@@ -73,9 +73,21 @@ def _parser() -> argparse.ArgumentParser:
                         "decoder must offload the same)")
     p.add_argument("-T", "--workers", type=int, default=1, metavar="N",
                    help="processes coding blocks at once, each loading the model (speed only)")
+    p.add_argument("-M", "--memlimit", metavar="SIZE", type=_size,
+                   help="decompressing: refuse streams that need more memory than SIZE per "
+                        "process (such as 4GiB; 0: no limit; default: $NACRITH_MEMLIMIT, "
+                        "else 1GiB)")
     add_codec_arguments(p)
     p.add_argument("-V", "--version", action="version", version=f"nacrith {__version__}")
     return p
+
+
+def _size(text: str) -> int:
+    from .memory import parse_size
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_codec_arguments(p: argparse.ArgumentParser):
@@ -212,7 +224,7 @@ def _coder(args, size, progress):
     opts = {"model": args.model, "threads": args.threads, "progress": progress,
             "workers": args.workers, "n_gpu_layers": args.gpu_layers}
     if args.decompress:
-        return StreamSequence(lambda: NacrithDecompressor(**opts))
+        return StreamSequence(lambda: NacrithDecompressor(**opts, memlimit=args.memlimit))
     return NacrithCompressor(content_size=size, verify=args.verify, **opts,
                              **codec_options(args))
 
@@ -480,7 +492,7 @@ def run_guarded(prog: str, work) -> int:
     exceptions so that every cleanup runs (temporary outputs removed, workers stopped)."""
     previous = _on_sigterm()
     try:
-        return work()
+        return _flushed(work())
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
@@ -490,6 +502,22 @@ def run_guarded(prog: str, work) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _flushed(status: int) -> int:
+    """``status``, or 1 when standard output cannot take what is still buffered for it
+    (a full disk): Python would otherwise fail that flush at exit with status 120."""
+    if sys.stdout is None:  # started without one
+        return status
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        print(f"nacrith: standard output: {type(exc).__name__}: {exc}", file=sys.stderr)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # what is left is dropped, not retried at exit
+        os.close(devnull)
+        return status or 1
+    return status
 
 
 class _Terminated(BaseException):

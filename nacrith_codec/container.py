@@ -8,8 +8,10 @@
                float_bits
                (versions 1 and 2 end after sink: the model alone, no ensemble;
                version 3 ends after skip_ppm: float64 arithmetic)
-    block   := kind:u8 ...fields... crc32:u32le        (crc over the record)
-      SEGMENTED  body_len body                          (versions 2 to 4)
+    block   := kind:u8 ...fields... crc32:u32le        (crc over the record; from version 5
+                                                        seeded with the stream key and the
+                                                        block's number: see ``bind``)
+      SEGMENTED  body_len body                          (versions 2 to 5)
         body := raw_len n_segments (method:u8 length)*n_segments
                 [n_streams count*n_streams payload_len payload]   if a segment is TEXT
                 [payload_len payload] for LZMA, ZSTD, PPMD in that order, if used
@@ -17,8 +19,16 @@
                 digest:8B
       NEURAL     raw_len n_streams count*n_streams payload_len payload digest:8B  (version 1)
       STORED     raw_len raw                                                       (version 1)
-      END        n_blocks total_len (raw_len record_len)*n_blocks
+      END        n_blocks total_len (raw_len record_len)*n_blocks [content:8B]  (version 5)
     footer  := end_record_len:u32le "NACE"
+
+Version 5 binds every block to its place: a block's CRC is seeded with the
+stream key (a hash of the header's bytes) and the block's number, and the END
+record carries a digest of every block's digest in order, so that a record
+moved, repeated, dropped or taken from another stream is an error, never
+other bytes.  It also bounds the work a block can ask for: a model part holds
+at most ``TOKENS_PER_BYTE`` tokens per byte of its payload (plus
+``TOKENS_SLACK``), so decoding time follows the stream's size, not its claims.
 
 A segmented block is the block's bytes cut into segments, each with a method
 (classical.py): the TEXT segments, joined, are coded by the language model,
@@ -45,6 +55,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import struct
 import zlib
 
@@ -58,16 +69,21 @@ SUFFIX = ".nc"
 MAGIC = b"NACR"
 FOOTER_MAGIC = b"NACE"
 FOOTER_SIZE = 8
-VERSION = 4  # written; every version in READABLE is read
-READABLE = (1, 2, 3, 4)
+VERSION = 5  # written; every version in READABLE is read
+READABLE = (1, 2, 3, 4, 5)
 KIND_END, KIND_NEURAL, KIND_STORED, KIND_SEGMENTED = 0, 1, 2, 3
 _KINDS = {1: (KIND_NEURAL, KIND_STORED), 2: (KIND_SEGMENTED,), 3: (KIND_SEGMENTED,),
-          4: (KIND_SEGMENTED,)}
+          4: (KIND_SEGMENTED,), 5: (KIND_SEGMENTED,)}
 _FLAG_CONTENT_SIZE = 1
 _MAX_HEADER_BODY = 8192
 _MAX_TEXT = 4096
 _CONFIG_FIELDS = [f.name for f in dataclasses.fields(CodecConfig)]
-_LAST_FIELD = {1: "sink", 2: "sink", 3: "skip_ppm", 4: "float_bits"}
+_LAST_FIELD = {1: "sink", 2: "sink", 3: "skip_ppm", 4: "float_bits", 5: "float_bits"}
+BOUND = 5  # the first version whose blocks are bound to their place
+#: Version 5: a model part's tokens at most, per byte of its payload, and beyond that.
+#: 32 tokens a byte is 0.25 bits a token; text that predictable is left to the
+#: classical codecs, which do as well on it (block.py).
+TOKENS_PER_BYTE, TOKENS_SLACK = 32, 64
 #: What the versions that lack a field did: no ensemble (1-2), float64 arithmetic (1-3).
 _ABSENT = {**MODEL_ALONE, "float_bits": 64}
 
@@ -81,6 +97,32 @@ def digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=8).digest()
 
 
+def content_digest(digests) -> bytes:
+    """The END record's check of a stream's whole content: its blocks' digests, in order."""
+    return hashlib.blake2b(b"".join(digests), digest_size=8).digest()
+
+
+def stream_key(head: bytes) -> bytes:
+    """What binds a stream's blocks to it: a hash of its header's bytes."""
+    return hashlib.blake2b(head, digest_size=8, person=b"nacrith-key").digest()
+
+
+def _seed(key: bytes, number: int) -> int:
+    return zlib.crc32(key + _varint(number))
+
+
+def bind(record: bytes, key: bytes, number: int) -> bytes:
+    """A block record with its CRC seeded by the stream key and its number (version 5):
+    block coders write records without knowing where they go; the writer binds them."""
+    body = record[:-4]
+    return body + struct.pack("<I", zlib.crc32(body, _seed(key, number)))
+
+
+def max_tokens(payload_len: int) -> int:
+    """The most tokens a version 5 model part of ``payload_len`` bytes may hold."""
+    return TOKENS_PER_BYTE * payload_len + TOKENS_SLACK
+
+
 @dataclasses.dataclass(frozen=True)
 class Header:
     config: CodecConfig
@@ -89,6 +131,7 @@ class Header:
     env: str  # JSON description of the writer's llama.cpp build
     content_size: int | None = None
     version: int = VERSION
+    key: bytes = b""  # stream_key of the header's bytes (set when parsed, version 5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +162,7 @@ def _method_sizes(segments) -> dict:
 class End:
     total_len: int
     index: tuple = ()  # (raw_len, record_len) of every block, in order
+    content: bytes = b""  # content_digest of the blocks (version 5)
 
 
 # -- varints (unsigned LEB128) -------------------------------------------------
@@ -168,11 +212,13 @@ class _Reader:
             raise CorruptError(f"corrupt stream: {what} is not UTF-8") from None
 
 
-def _check_crc(buf, start: int, reader: _Reader, what: str):
-    expected = zlib.crc32(buf[start:reader.pos])
+def _check_crc(buf, start: int, reader: _Reader, what: str, seed: int = 0):
+    expected = zlib.crc32(buf[start:reader.pos], seed)
     (stored,) = struct.unpack("<I", reader.take(4))
     if stored != expected:
-        raise CorruptError(f"corrupt stream: {what} checksum mismatch at offset {start}")
+        raise CorruptError(f"corrupt stream: {what} checksum mismatch at offset {start}"
+                           + (" (damaged, or a block moved, repeated or taken from another "
+                              "stream)" if seed else ""))
 
 
 # -- header --------------------------------------------------------------------
@@ -189,6 +235,19 @@ def pack_header(h: Header) -> bytes:
         body += _varint(len(raw)) + raw
     head = bytes([h.version]) + struct.pack("<H", len(body)) + body
     return MAGIC + head + struct.pack("<I", zlib.crc32(head))
+
+
+def environment(env: str) -> dict | None:
+    """A header's record of the writer's environment as data: a flat JSON object of
+    names and plain values, or None for anything else (a stream's writer chose it)."""
+    try:
+        value = json.loads(env)
+    except (ValueError, RecursionError):
+        return None
+    plain = (str, int, float, bool, type(None))
+    if not isinstance(value, dict) or not all(isinstance(v, plain) for v in value.values()):
+        return None
+    return value
 
 
 def starts_stream(buf) -> bool | None:
@@ -239,7 +298,8 @@ def parse_header(buf) -> tuple[Header, int] | None:
         name, env = r.text("model name"), r.text("environment")
     except _Reader.More:
         raise CorruptError("corrupt stream: header fields overrun the header") from None
-    return Header(config, sha, name, env, size, buf[len(MAGIC)]), end
+    key = stream_key(bytes(buf[:end])) if version >= BOUND else b""
+    return Header(config, sha, name, env, size, version, key), end
 
 
 # -- blocks --------------------------------------------------------------------
@@ -282,7 +342,11 @@ def _parse_model_part(r: "_Reader", header: Header, text_len: int,
     counts = tuple(r.varint(text_len, "stream length") for _ in range(n_streams))
     if sum(counts) > text_len or not all(counts):
         raise CorruptError("corrupt stream: stream lengths do not fit the block")
-    return counts, r.take(r.varint(payload_limit, "payload length"))
+    payload = r.take(r.varint(payload_limit, "payload length"))
+    if header.version >= BOUND and sum(counts) > max_tokens(len(payload)):
+        raise CorruptError(f"corrupt stream: a block claims {sum(counts)} tokens for a payload "
+                           f"of {len(payload)} bytes (at most {max_tokens(len(payload))})")
+    return counts, payload
 
 
 def _parse_segmented(r: "_Reader", header: Header) -> Block:
@@ -313,22 +377,52 @@ def _parse_segmented(r: "_Reader", header: Header) -> Block:
     return Block(KIND_SEGMENTED, raw_len, neural, counts, digest_, segments, coded)
 
 
-def pack_end(total_len: int, index) -> bytes:
-    """The END record and footer; ``index`` lists (raw_len, record_len) per block."""
+def pack_end(total_len: int, index, content: bytes = b"") -> bytes:
+    """The END record and footer; ``index`` lists (raw_len, record_len) per block,
+    ``content`` is the content_digest (version 5)."""
     body = bytearray([KIND_END]) + _varint(len(index)) + _varint(total_len)
     for raw_len, record_len in index:
         body += _varint(raw_len) + _varint(record_len)
-    record = _record(bytes(body))
+    record = _record(bytes(body) + content)
     return record + struct.pack("<I", len(record)) + FOOTER_MAGIC
 
 
-def parse_record(buf, pos: int, header: Header, max_blocks: int) -> tuple[Block | End, int] | None:
+class StreamWriter:
+    """Frames one stream: its header, then each block record bound to its number (version
+    5), then the END record over them all.  Every writer of streams uses it."""
+
+    def __init__(self, header: Header):
+        self.head = pack_header(header)
+        self._key = stream_key(self.head) if header.version >= BOUND else b""
+        self.index: list = []  # (raw_len, record_len) of each block written
+        self.total = 0
+        self._digests: list = []
+
+    def block(self, record: bytes, raw_len: int) -> bytes:
+        """The next block's record as it goes into the stream."""
+        if self._key:
+            record = bind(record, self._key, len(self.index))
+            self._digests.append(record[-12:-4])  # a segmented record ends digest, CRC
+        self.index.append((raw_len, len(record)))
+        self.total += raw_len
+        return record
+
+    def end(self) -> bytes:
+        return pack_end(self.total, self.index,
+                        content_digest(self._digests) if self._key else b"")
+
+
+def parse_record(buf, pos: int, header: Header, max_blocks: int,
+                 number: int | None = None) -> tuple[Block | End, int] | None:
     """Parse the record at ``buf[pos:]``: (record, end offset) or None for 'more'.
 
     Lengths are bounded by the header's block size, and the END record's
     index by ``max_blocks`` (the blocks a reader has seen), before anything
     is awaited, so at most one record's worth of input is ever buffered.
+    A block is block number ``number`` of its stream (``max_blocks`` unless
+    given: a block read alone, random access), which its CRC covers from version 5.
     """
+    number = max_blocks if number is None else number
     limit = header.config.block_size
     r = _Reader(buf, pos)
     try:
@@ -338,7 +432,7 @@ def parse_record(buf, pos: int, header: Header, max_blocks: int) -> tuple[Block 
             total = r.varint(1 << 62, "total length")
             index = tuple((r.varint(limit, "block length"), r.varint(1 << 32, "record length"))
                           for _ in range(n_blocks))
-            record = End(total, index)
+            record = End(total, index, r.take(8) if header.version >= BOUND else b"")
         elif kind not in _KINDS[header.version]:
             raise CorruptError(f"corrupt stream: unknown record kind {kind} at offset {pos}")
         elif kind == KIND_SEGMENTED:
@@ -350,7 +444,8 @@ def parse_record(buf, pos: int, header: Header, max_blocks: int) -> tuple[Block 
             raw_len = r.varint(limit, "block length")
             counts, payload = _parse_model_part(r, header, raw_len, raw_len)
             record = Block(kind, raw_len, payload, counts, r.take(8))
-        _check_crc(buf, pos, r, "block")
+        bound = header.version >= BOUND and kind != KIND_END and header.key
+        _check_crc(buf, pos, r, "block", _seed(header.key, number) if bound else 0)
         if kind == KIND_END:
             length, magic = struct.unpack("<I4s", r.take(FOOTER_SIZE))
             if magic != FOOTER_MAGIC or length != r.pos - FOOTER_SIZE - pos:

@@ -4,6 +4,9 @@ Loading is lazy (the first block coded loads it) and happens once per model
 file per process.  llama.cpp contexts are not thread-safe, so each coder
 borrows one from a pool for the duration of a block and gives it back; threads
 coding at the same time get contexts of their own over the one shared model.
+The pool keeps at most ``IDLE_CONTEXTS`` contexts that nobody is using (the
+most recently returned), so a long-lived process fed streams of many settings
+holds what it is using now and no more.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ import contextlib
 import json
 import threading
 
-from . import llm, predict
+from . import llm, memory, predict
 from .tokens import Tokenizer
 
 _lock = threading.Lock()
 _engines: dict[str, "Engine"] = {}
+IDLE_CONTEXTS = 2  # per engine: a compressor and its verifier, or two threads, reuse theirs
 
 
 def environment_json(n_gpu_layers: int = 0) -> str:
@@ -36,7 +40,7 @@ class Engine:
         self.path = path
         self.model = llm.Model(path, n_gpu_layers)
         self.tokenizer = Tokenizer(self.model)
-        self._idle: dict[tuple, list] = {}
+        self._idle: list = []  # (key, context) not in use, the most recently returned last
         self._pool_lock = threading.Lock()
 
     @classmethod
@@ -51,12 +55,24 @@ class Engine:
     def context(self, config, threads: int | None = None, pending: int = 1):
         key = (config.streams, config.window, config.slide, config.sink, threads, pending)
         with self._pool_lock:
-            idle = self._idle.setdefault(key, [])
-            ctx = idle.pop() if idle else None
+            found = [i for i, (k, _) in enumerate(self._idle) if k == key]
+            ctx = self._idle.pop(found[-1])[1] if found else None
         if ctx is None:
             ctx = llm.Context(self.model, *key)
         try:
             yield ctx
         finally:
             with self._pool_lock:
-                self._idle[key].append(ctx)
+                self._idle.append((key, ctx))
+                evicted = self._idle[:-IDLE_CONTEXTS]
+                del self._idle[:-IDLE_CONTEXTS]
+            for _, old in evicted:
+                old.close()
+
+    def idle_contexts(self) -> int:
+        """Contexts kept for reuse (at most IDLE_CONTEXTS)."""
+        return len(self._idle)
+
+    def check_memory(self, config, limit: int) -> int:
+        """The bytes a decoder of ``config`` needs; MemoryLimitError over ``limit``."""
+        return memory.check(config, self.model.n_vocab, self.model.kv_bytes_per_token, limit)

@@ -33,6 +33,12 @@ class VerifyError(NacrithError):
     """
 
 
+class MemoryLimitError(NacrithError):
+    """Decoding the stream needs more memory than the limit allows (``memlimit``, as
+    lzma's), or the memory it needs could not be allocated; nothing was decoded.  The
+    message says how much it needs and how to raise the limit."""
+
+
 class ModelNotFoundError(NacrithError):
     """No model file could be found or loaded."""
 

@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from . import classical, container
 from .errors import TruncatedError
 from .sequence import check_next
-
-
-def environment(env: str):
-    """The writer's environment recorded in a header, as data (the raw text if it is not
-    a JSON object)."""
-    try:
-        value = json.loads(env)
-    except (ValueError, RecursionError):
-        return env
-    return value if isinstance(value, dict) else env
 
 
 def describe(data) -> dict:
@@ -40,7 +28,8 @@ def describe(data) -> dict:
             methods[name] = methods.get(name, 0) + size
     return {"format_version": header.version, "model": header.model_name,
             "model_sha256": header.model_sha256.hex(), "config": header.config.as_dict(),
-            "environment": environment(header.env), "original_size": record.total_len,
+            "environment": container.environment(header.env) or header.env,
+            "original_size": record.total_len,
             "compressed_size": pos, "blocks": blocks, "bytes_by_method": methods,
             "tokens": tokens, "bpb": 8 * pos / record.total_len if record.total_len else None,
             "trailing_bytes": len(data) - pos}

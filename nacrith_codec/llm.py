@@ -17,7 +17,7 @@ import weakref
 
 import numpy as np
 
-from .errors import ModelNotFoundError, NacrithError
+from .errors import MemoryLimitError, ModelNotFoundError, NacrithError
 
 _init_lock = threading.Lock()
 _initialized = False
@@ -75,6 +75,10 @@ class Model:
         bos = L.llama_vocab_bos(self.vocab)
         self.bos = bos if bos >= 0 else 0
         self.pieces = self._pieces()
+        # the KV cache per token: keys and values (f16) of every layer's KV heads
+        head = L.llama_model_n_embd(self.ptr) // max(1, L.llama_model_n_head(self.ptr))
+        self.kv_bytes_per_token = (2 * 2 * L.llama_model_n_layer(self.ptr)
+                                   * L.llama_model_n_head_kv(self.ptr) * head)
 
     def _pieces(self) -> list[bytes]:
         """Bytes of every token as the decoder will emit them (special tokens: b"")."""
@@ -136,8 +140,10 @@ class Context:
         params.n_threads = params.n_threads_batch = threads or cores()
         self.ptr = L.llama_init_from_model(model.ptr, params)
         if not self.ptr:
-            raise NacrithError(f"llama.cpp could not create a context for {streams} x {window} tokens")
-        weakref.finalize(self, L.llama_free, self.ptr)
+            need = streams * window * model.kv_bytes_per_token
+            raise MemoryLimitError(f"llama.cpp could not create a context for {streams} x "
+                                   f"{window} tokens (about {need >> 20} MiB): out of memory?")
+        self._free = weakref.finalize(self, L.llama_free, self.ptr)
         self.memory = L.llama_get_memory(self.ptr)
         self.batch = L.llama_batch_init(capacity, 0, 1)
         weakref.finalize(self, L.llama_batch_free, self.batch)
@@ -150,6 +156,10 @@ class Context:
         self.waiting = np.zeros((streams, pending), dtype=np.int32)
         self.pending = np.zeros(streams, dtype=np.int64)
         self.cached = np.zeros(streams, dtype=np.int64)
+
+    def close(self):
+        """Free llama.cpp's context now (also done when the object is collected)."""
+        self._free()
 
     def reset(self):
         _llama().llama_memory_clear(self.memory, True)

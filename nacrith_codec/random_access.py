@@ -38,6 +38,7 @@ class Index:
     raw: tuple  # original offset of each block, and the total at the end
     offsets: tuple  # file offset of each block's record
     ends: tuple  # file offset after each block's record
+    contents: tuple = ()  # each stream's content digest (b"" before format version 5)
 
     @property
     def size(self) -> int:
@@ -49,6 +50,19 @@ class Index:
 
     def header(self, i: int) -> bytes:
         return self.headers[self.stream[i]]
+
+    def number(self, i: int) -> int:
+        """Block ``i``'s number in its own stream (what binds it to its place)."""
+        return i - bisect.bisect_left(self.stream, self.stream[i])
+
+    def check_content(self, n: int, digests) -> None:
+        """Stream ``n``'s blocks, decoded (``digests``: container.digest of each, in
+        order), must be the ones its END record covers: a block from another stream
+        with the same header and number is caught here, once the stream is read."""
+        expected = self.contents[n] if self.contents else b""
+        if expected and container.content_digest(digests) != expected:
+            raise CorruptError(f"corrupt stream: the blocks of stream {n + 1} are not the ones "
+                               "its end record covers (a block taken from another stream?)")
 
 
 _HEADER_MAX = 11 + 8192  # magic, version, length, the largest body, CRC
@@ -115,6 +129,10 @@ def read_index(fp) -> Index | None:
         end = found[0]
     headers, stream, raw, offsets, ends = [], [], [0], [], []
     for n, (start, head, record) in enumerate(reversed(streams)):
+        header = container.parse_header(head)[0]
+        if header.content_size is not None and header.content_size != record.total_len:
+            raise CorruptError(f"corrupt stream: stream {n + 1}'s header claims "
+                               f"{header.content_size} bytes, its end record {record.total_len}")
         headers.append(head)
         pos = start + len(head)
         for raw_len, record_len in record.index:
@@ -123,16 +141,20 @@ def read_index(fp) -> Index | None:
             offsets.append(pos)
             pos += record_len
             ends.append(pos)
-    return Index(tuple(headers), tuple(stream), tuple(raw), tuple(offsets), tuple(ends))
+    return Index(tuple(headers), tuple(stream), tuple(raw), tuple(offsets), tuple(ends),
+                 tuple(record.content for *_, record in reversed(streams)))
 
 
-def decode_block(header: bytes, record: bytes, raw_len: int, i: int, **options) -> bytes:
-    """Block ``i`` of a stream, decoded from the stream's header bytes and the block's
-    record, with every check of the sequential path; ``raw_len`` is its length in the
-    END record's index.  ``options`` as for NacrithDecompressor."""
-    data = NacrithDecompressor(**options).decompress(header + record)
+def decode_block(header: bytes, record: bytes, raw_len: int, number: int, **options) -> bytes:
+    """Block ``number`` of a stream (counted in that stream), decoded from the stream's
+    header bytes and the block's record, with every check of the sequential path;
+    ``raw_len`` is its length in the END record's index.  ``options`` as for
+    NacrithDecompressor."""
+    decoder = NacrithDecompressor(**options)
+    decoder._first = number  # the record's CRC covers its number (format version 5)
+    data = decoder.decompress(header + record)
     if len(data) != raw_len:
-        raise CorruptError(f"corrupt stream: block {i} does not match the index")
+        raise CorruptError(f"corrupt stream: block {number} does not match the index")
     return data
 
 
@@ -150,6 +172,7 @@ class RandomAccessReader(io.RawIOBase):
         self._fp, self._options, self._index = fp, options, index
         self._pos = 0
         self._cached = (-1, b"")
+        self._digests: dict = {}  # stream -> {block: digest of its bytes}, until checked
 
     def readable(self):
         return True
@@ -174,10 +197,22 @@ class RandomAccessReader(io.RawIOBase):
             index = self._index
             self._fp.seek(index.offsets[i])
             record = self._fp.read(index.ends[i] - index.offsets[i])
-            data = decode_block(index.header(i), record, index.raw[i + 1] - index.raw[i], i,
+            data = decode_block(index.header(i), record, index.raw[i + 1] - index.raw[i],
+                                index.number(i),
                                 **self._options)
+            self._check(i, data)
             self._cached = (i, data)
         return self._cached[1]
+
+    def _check(self, i: int, data: bytes):
+        """Once every block of a stream was decoded (a whole read), its content digest."""
+        index = self._index
+        n = index.stream[i]
+        seen = self._digests.setdefault(n, {})
+        seen[i] = container.digest(data)
+        if len(seen) == bisect.bisect_right(index.stream, n) - bisect.bisect_left(index.stream, n):
+            del self._digests[n]
+            index.check_content(n, [seen[j] for j in sorted(seen)])
 
     def readinto(self, b) -> int:
         if self._pos >= self.size:

@@ -30,7 +30,8 @@ class Serial:
 
     limit = 1
 
-    def __init__(self, engine: Engine, config, threads=None, progress=None):
+    def __init__(self, engine: Engine, config, threads=None, progress=None, memlimit: int = 0):
+        engine.check_memory(config, memlimit)  # before the coder allocates anything
         self.coder = BlockCoder(engine, config, threads, progress)
         self._done = collections.deque()
 
@@ -54,17 +55,23 @@ class Serial:
 
 # -- in a worker process -----------------------------------------------------------
 
-_coders: dict = {}
+_coders: dict = {}  # the most recently used last
+KEPT_CODERS = 4  # coders a process keeps for reuse (each holds a block's tables)
 
 
-def local_coder(model_path, n_gpu_layers: int, threads, config, progress=None) -> BlockCoder:
+def local_coder(model_path, n_gpu_layers: int, threads, config, progress=None,
+                memlimit: int = 0) -> BlockCoder:
     """This process's block coder for these settings, made on first use and kept: the
     model loads once per process, whatever the number of blocks (or files, or tasks of a
-    cluster) it codes.  One per thread, since a coder's predictors hold a block's state."""
+    cluster) it codes.  One per thread, since a coder's predictors hold a block's state;
+    the ``KEPT_CODERS`` used last are kept.  ``memlimit``: as for NacrithDecompressor."""
     key = (str(model_path), n_gpu_layers, threads, config, threading.get_ident())
-    coder = _coders.get(key)
-    if coder is None:
-        coder = _coders[key] = BlockCoder(Engine.get(model_path, n_gpu_layers), config, threads)
+    engine = Engine.get(model_path, n_gpu_layers)
+    engine.check_memory(config, memlimit)
+    coder = _coders.pop(key, None) or BlockCoder(engine, config, threads)
+    _coders[key] = coder
+    while len(_coders) > KEPT_CODERS:
+        del _coders[next(iter(_coders))]
     coder.progress = progress
     coder.stats = new_stats()
     return coder
@@ -82,8 +89,9 @@ def _tick(n: int):
         _worker["counter"].value += n
 
 
-def _task(config, kind: str, item):
-    coder = local_coder(_worker["path"], _worker["gpu"], _worker["threads"], config, _tick)
+def _task(config, kind: str, item, memlimit: int = 0):
+    coder = local_coder(_worker["path"], _worker["gpu"], _worker["threads"], config, _tick,
+                        memlimit)
     return getattr(coder, kind)(item), coder.stats
 
 
@@ -93,7 +101,7 @@ class Pool:
     """Blocks coded by ``workers`` processes, results in order."""
 
     def __init__(self, model_path, config, workers: int, threads=None, progress=None,
-                 n_gpu_layers: int = 0):
+                 n_gpu_layers: int = 0, memlimit: int = 0):
         context = multiprocessing.get_context("spawn")  # llama.cpp's threads do not survive fork
         if threads is None:
             threads = max(1, cores() // workers)
@@ -103,6 +111,7 @@ class Pool:
             workers, context, initializer=_start_worker,
             initargs=(str(model_path), n_gpu_layers, threads, self._counter))
         self.config, self.limit, self._progress = config, 2 * workers, progress
+        self._memlimit = memlimit
         self._futures = collections.deque()
         self.stats = new_stats()
 
@@ -110,7 +119,8 @@ class Pool:
         return len(self._futures)
 
     def submit(self, kind: str, item):
-        self._futures.append(self._executor.submit(_task, self.config, kind, item))
+        self._futures.append(self._executor.submit(_task, self.config, kind, item,
+                                                   self._memlimit))
 
     def _report(self):
         if self._progress:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import threading
@@ -42,7 +43,8 @@ from distributed.comm import get_address_host
 
 from nacrith_codec import container
 from nacrith_codec.config import CodecConfig
-from nacrith_codec.errors import EnvironmentMismatchError, ModelMismatchError, NacrithError
+from nacrith_codec.errors import (CorruptError, EnvironmentMismatchError, ModelMismatchError,
+                                  NacrithError)
 from nacrith_codec.llm import cores
 from nacrith_codec.random_access import read_index
 
@@ -188,8 +190,9 @@ class _Job:
     blocks: int  # tasks, one per block
     task: object  # block number -> (function, args), args[1] being the block's Source
     size: object  # block number -> its original bytes (None: known once it is decoded)
-    head: bytes = b""  # written before the first block (compression: the stream header)
-    index: list | None = None  # compression: (raw_len, record_len) of each block written
+    writer: "container.StreamWriter | None" = None  # compression: the stream's framing
+    index: object = None  # decompression by blocks: the file's random-access Index
+    digests: list = dataclasses.field(default_factory=list)  # of each block decoded, in order
     ship: tuple | None = None  # (fs, path) the client reads blocks from, for the workers
     next: int = 0
     ready: dict = dataclasses.field(default_factory=dict)
@@ -342,11 +345,14 @@ class _Runner:
         try:
             if job.out is None:
                 job.out = _Output(job.target_fs, job.target)
-                job.out.write(job.head)
+                if job.writer is not None:
+                    job.out.write(job.writer.head)
             while job.next in job.ready:
                 data = job.ready.pop(job.next)
-                if job.index is not None:
-                    job.index.append((job.size(job.next), len(data)))
+                if job.writer is not None:
+                    data = job.writer.block(data, job.size(job.next))
+                elif job.index is not None:
+                    job.digests.append(container.digest(data))
                 job.out.write(data)
                 job.next += 1
                 self._unwritten -= 1
@@ -460,13 +466,18 @@ def _worker_facts() -> dict:
 
 
 def _end_record(job: _Job):
-    job.out.write(container.pack_end(sum(raw for raw, _ in job.index), job.index))
+    job.out.write(job.writer.end())
 
 
 def _check_size(job: _Job):
+    """A decoded file is published only if it has its size and, for each stream, the
+    content its END record covers."""
     if job.report.bytes_out is not None and job.out.size != job.report.bytes_out:
-        raise NacrithError(f"decoded {job.out.size} bytes where the stream holds "
+        raise CorruptError(f"decoded {job.out.size} bytes where the stream holds "
                            f"{job.report.bytes_out}")
+    if job.index is not None:
+        for n, blocks in itertools.groupby(zip(job.index.stream, job.digests), lambda b: b[0]):
+            job.index.check_content(n, [digest for _, digest in blocks])
 
 
 def compress_files(inputs, dest: str, *, client=None, workers: int | None = None,
@@ -500,7 +511,7 @@ def compress_files(inputs, dest: str, *, client=None, workers: int | None = None
         target = f"{root}/{item.relative}{SUFFIX}"
         report = FileReport(item.fs.unstrip_protocol(item.path), target_fs.unstrip_protocol(target),
                             bytes_in=item.size)
-        header = container.pack_header(container.Header(
+        writer = container.StreamWriter(container.Header(
             config, bytes.fromhex(settings.sha256), model_name, settings.env, item.size))
         url, step = item.fs.unstrip_protocol(item.path), config.block_size
 
@@ -508,10 +519,11 @@ def compress_files(inputs, dest: str, *, client=None, workers: int | None = None
             return min(step, item.size - i * step)
 
         def task(i):
-            return dask_tasks.compress_block, (settings, Source(url, i * step, size(i), so), header)
+            return dask_tasks.compress_block, (settings, Source(url, i * step, size(i), so),
+                                               writer.head, i)
 
         report.blocks = -(-item.size // step)
-        return _Job(report, target_fs, target, report.blocks, task, size, head=header, index=[],
+        return _Job(report, target_fs, target, report.blocks, task, size, writer=writer,
                     ship=_shipped(item, ship_inputs))
 
     return _run("compress", inputs, dest, client, workers, so, existing, retries, in_flight,
@@ -548,11 +560,11 @@ def decompress_files(inputs, dest: str, *, client=None, workers: int | None = No
                 job.task = lambda i: (dask_tasks.decompress_stream,
                                       (settings, Source(url, 0, item.size, so)))
             else:  # the model is checked by each block's decoder, as on one machine
-                job.blocks, report.bytes_out = index.blocks, index.size
+                job.index, job.blocks, report.bytes_out = index, index.blocks, index.size
                 job.size = lambda i: index.raw[i + 1] - index.raw[i]
                 job.task = lambda i: (dask_tasks.decompress_block, (
                     settings, Source(url, index.offsets[i], index.ends[i] - index.offsets[i], so),
-                    index.header(i), job.size(i), i))
+                    index.header(i), job.size(i), index.number(i)))
         except (NacrithError, ValueError, OSError) as exc:
             report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
         report.blocks = job.blocks

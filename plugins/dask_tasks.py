@@ -25,7 +25,7 @@ import fsspec
 from distributed import get_worker
 from distributed.comm import get_address_host
 
-from nacrith_codec import api
+from nacrith_codec import api, container
 from nacrith_codec.config import CodecConfig
 from nacrith_codec.engine import environment_json
 from nacrith_codec.errors import EnvironmentMismatchError, ModelMismatchError, NacrithError, VerifyError
@@ -150,8 +150,9 @@ def _run(work) -> Done:
         return Done(error=exc)
 
 
-def compress_block(settings: Settings, source: Source, header: bytes) -> Done:
-    """The record of one block (``header``: the stream's, for ``verify``)."""
+def compress_block(settings: Settings, source: Source, header: bytes, number: int) -> Done:
+    """The record of block ``number`` of a stream (``header``: the stream's, for ``verify``;
+    the writer binds the record to its place again, as it does every record)."""
     def work():
         progress, path = _start(settings)
         data = source.read()
@@ -159,16 +160,18 @@ def compress_block(settings: Settings, source: Source, header: bytes) -> Done:
                             settings.config, progress)
         record = coder.encode(data)
         if settings.verify:
-            _verify(settings, path, header, record, data, source)
+            _verify(settings, path, header, number, record, data, source)
         return Done(record, coder.stats)
     return _run(work)
 
 
-def _verify(settings: Settings, path: str, header: bytes, record: bytes, data: bytes,
-            source: Source):
+def _verify(settings: Settings, path: str, header: bytes, number: int, record: bytes,
+            data: bytes, source: Source):
     where = f"a block of {source.url} at offset {source.start}"
+    if header[len(container.MAGIC)] >= container.BOUND:
+        record = container.bind(record, container.stream_key(header), number)
     try:
-        decoded = decode_block(header, record, len(data), 0, model=path,
+        decoded = decode_block(header, record, len(data), number, model=path,
                                n_gpu_layers=settings.n_gpu_layers,
                                threads=settings.llama_threads())
     except NacrithError as exc:
@@ -179,11 +182,11 @@ def _verify(settings: Settings, path: str, header: bytes, record: bytes, data: b
 
 
 def decompress_block(settings: Settings, source: Source, header: bytes, raw_len: int,
-                     i: int) -> Done:
-    """The original bytes of block ``i`` of a stream, from its record."""
+                     number: int) -> Done:
+    """The original bytes of block ``number`` of a stream, from its record."""
     def work():
         progress, path = _start(settings)
-        data = decode_block(header, source.read(), raw_len, i, model=path,
+        data = decode_block(header, source.read(), raw_len, number, model=path,
                             n_gpu_layers=settings.n_gpu_layers,
                             threads=settings.llama_threads(), progress=progress)
         return Done(data)

@@ -12,15 +12,29 @@ FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures"
 SMALL = dict(streams=2, min_stream_tokens=16, window=48, slide=16)
 
 
-def forge_first_block(packed: bytes, mutate) -> bytes:
-    """Re-pack a stream's first block record after ``mutate`` (Block -> Block), with a
-    valid CRC: damage only the content checks can catch."""
+def reframe(packed: bytes, header=None, mutate=lambda block: block) -> bytes:
+    """A one-stream ``packed`` framed again by the codec's own writer, under ``header``
+    (a container.Header; default its own) and with its first block after ``mutate``
+    (Block -> Block): valid CRCs, bindings and END record, so that only the checks
+    after them (content digests, the model, decoding) can catch what was changed."""
     from nacrith_codec import container
-    header, pos = container.parse_header(packed)
-    block, end = container.parse_record(packed, pos, header, 0)
-    f = mutate(block)
-    record = container.pack_segmented(f.raw_len, f.segments, f.digest, f.coded, f.counts, f.payload)
-    return packed[:pos] + record + packed[end:]
+    own, pos = container.parse_header(packed)
+    writer = container.StreamWriter(header or own)
+    out = [writer.head]
+    while True:
+        record, end = container.parse_record(packed, pos, own, len(writer.index))
+        if isinstance(record, container.End):
+            return b"".join(out) + writer.end()
+        f = mutate(record) if pos == len(container.pack_header(own)) else record
+        out.append(writer.block(container.pack_segmented(
+            f.raw_len, f.segments, f.digest, f.coded, f.counts, f.payload), f.raw_len))
+        pos = end
+
+
+def forge_first_block(packed: bytes, mutate) -> bytes:
+    """A stream's first block record re-packed after ``mutate`` (Block -> Block), with
+    valid CRCs: damage only the content checks can catch."""
+    return reframe(packed, mutate=mutate)
 
 
 @pytest.fixture(scope="session")

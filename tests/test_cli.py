@@ -235,10 +235,10 @@ def test_info_json_holds_the_environment_as_an_object_and_text_is_escaped(tmp_pa
     import json
 
     from nacrith_codec import container
-    packed = container.pack_header(container.Header(
+    writer = container.StreamWriter(container.Header(
         container.CodecConfig(), bytes(32), "evil\x1b]0;pwned\x07.gguf", '{"cpu": "AVX2"}', 0))
     path = tmp_path / "e.nc"
-    path.write_bytes(packed + container.pack_end(0, []))
+    path.write_bytes(writer.head + writer.end())
     info = json.loads(_cli_ok("info", "--json", str(path)).stdout)
     assert info["streams"][0]["environment"] == {"cpu": "AVX2"}
     text = _cli_ok("info", str(path)).stdout

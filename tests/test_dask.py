@@ -199,13 +199,13 @@ def test_workers_that_differ_are_refused_before_any_work(client, other_model, tm
     # a worker that joins later is checked by each task: its blocks are refused
     settings = dask_tasks.Settings(None, 0, "00" * 32, "{}", nc.CodecConfig(**OPTS))
     done = client.submit(dask_tasks.compress_block, settings,
-                         dask_tasks.Source("memory://none", 0, 0, data=b"x"), b"").result()
+                         dask_tasks.Source("memory://none", 0, 0, data=b"x"), b"", 0).result()
     assert isinstance(done.error, ModelMismatchError)
     sha = dask_tasks.describe(None, 0)["sha256"]
     settings = dask_tasks.Settings(None, 0, sha, '{"llama_cpp_python":"elsewhere"}',
                                    nc.CodecConfig(**OPTS))
     done = client.submit(dask_tasks.compress_block, settings,
-                         dask_tasks.Source("memory://none", 0, 0, data=b"x"), b"").result()
+                         dask_tasks.Source("memory://none", 0, 0, data=b"x"), b"", 0).result()
     assert isinstance(done.error, EnvironmentMismatchError)
 
 

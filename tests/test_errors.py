@@ -10,7 +10,7 @@ import nacrith_codec as nc
 from nacrith_codec import container
 from nacrith_codec.config import CodecConfig
 from nacrith_codec.inspect_stream import describe
-from conftest import SMALL, forge_first_block
+from conftest import SMALL, forge_first_block, reframe
 
 
 @pytest.fixture(scope="module")
@@ -171,10 +171,9 @@ def test_missing_model_says_how_to_install_it(monkeypatch):
 
 def test_environment_mismatch_names_the_difference(neural):
     header, _ = container.parse_header(neural)
-    forged = container.pack_header(container.Header(
+    forged = container.Header(
         header.config, header.model_sha256, header.model_name,
-        '{"llama_cpp_python": "0.0.1", "cpu": "AVX2"}', header.content_size))
-    bad = forge_first_block(forged + neural[len(container.pack_header(header)):],
-                            lambda b: __import__("dataclasses").replace(b, digest=bytes(8)))
+        '{"llama_cpp_python": "0.0.1", "cpu": "AVX2"}', header.content_size)
+    bad = reframe(neural, forged, lambda b: __import__("dataclasses").replace(b, digest=bytes(8)))
     with pytest.raises(nc.EnvironmentMismatchError, match="llama_cpp_python: writer '0.0.1'"):
         nc.decompress(bad)
