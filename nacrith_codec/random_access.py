@@ -67,7 +67,9 @@ class Index:
 
 _HEADER_MAX = 11 + 8192  # magic, version, length, the largest body, CRC
 #: A header only to read an END record's lengths before the stream's own header is known.
-_ANY = container.Header(CodecConfig(block_size=MAX_BLOCK_SIZE), bytes(32), "", "")
+#: One per layout of the END record (version 5 added the content digest).
+_ANY = [container.Header(CodecConfig(block_size=MAX_BLOCK_SIZE), bytes(32), "", "", None, v)
+        for v in (container.VERSION, container.BOUND - 1)]
 
 
 def _end_record(tail: bytes, header) -> container.End | None:
@@ -89,7 +91,7 @@ def _stream_ending_at(fp, end: int):
         return None
     fp.seek(end - container.FOOTER_SIZE - length)
     tail = fp.read(length + container.FOOTER_SIZE)
-    record = _end_record(tail, _ANY)
+    record = next(filter(None, (_end_record(tail, any_) for any_ in _ANY)), None)
     if record is None:
         return None
     blocks_start = end - len(tail) - sum(n for _, n in record.index)

@@ -44,3 +44,12 @@ def test_golden_stream_decodes_or_names_the_environment(stream):
         assert relevant & set(differ), f"failed although {sorted(relevant)} match: {exc}"
         return
     assert decoded == original
+
+
+@pytest.mark.parametrize("stream", GOLDEN, ids=[p.stem for p in GOLDEN])
+def test_golden_stream_keeps_random_access(stream):
+    """Every version's END record is found from the file's end (each layout of it)."""
+    from nacrith_codec.random_access import read_index
+    with open(stream, "rb") as f:
+        index = read_index(f)
+    assert index is not None and index.size == stream.with_suffix(".bin").stat().st_size
