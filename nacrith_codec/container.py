@@ -118,6 +118,11 @@ def bind(record: bytes, key: bytes, number: int) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body, _seed(key, number)))
 
 
+def key_of(head: bytes) -> bytes:
+    """The stream key of a header's bytes; b"" for versions whose blocks are not bound."""
+    return stream_key(head) if head[len(MAGIC)] >= BOUND else b""
+
+
 def max_tokens(payload_len: int) -> int:
     """The most tokens a version 5 model part of ``payload_len`` bytes may hold."""
     return TOKENS_PER_BYTE * payload_len + TOKENS_SLACK
@@ -298,8 +303,7 @@ def parse_header(buf) -> tuple[Header, int] | None:
         name, env = r.text("model name"), r.text("environment")
     except _Reader.More:
         raise CorruptError("corrupt stream: header fields overrun the header") from None
-    key = stream_key(bytes(buf[:end])) if version >= BOUND else b""
-    return Header(config, sha, name, env, size, version, key), end
+    return Header(config, sha, name, env, size, version, key_of(bytes(buf[:end]))), end
 
 
 # -- blocks --------------------------------------------------------------------
@@ -393,7 +397,7 @@ class StreamWriter:
 
     def __init__(self, header: Header):
         self.head = pack_header(header)
-        self._key = stream_key(self.head) if header.version >= BOUND else b""
+        self._key = key_of(self.head)
         self.index: list = []  # (raw_len, record_len) of each block written
         self.total = 0
         self._digests: list = []

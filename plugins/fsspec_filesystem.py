@@ -18,9 +18,9 @@ a transaction of the target filesystem, the transaction decides instead.
 a failed write leaves a stream without its end record, read as truncated.)
 
 Registered under the ``fsspec.specs`` entry point ``nacrith``, so the URL
-works without an import.  Storage options: ``model``, ``threads`` and any
-``CodecConfig`` field (``streams``, ``window``, ``block_size``, ...); the
-model may also come from ``NACRITH_MODEL``.
+works without an import.  Storage options: ``model``, ``threads``, ``memlimit``
+(reading: as for NacrithDecompressor) and any ``CodecConfig`` field (``streams``,
+``window``, ``block_size``, ...); the model may also come from ``NACRITH_MODEL``.
 """
 
 from __future__ import annotations
@@ -68,14 +68,14 @@ class NacrithFileSystem(ChainedFileSystem):
     protocol = "nacrith"
 
     def __init__(self, target_protocol=None, target_options=None, fs=None, fo=None,
-                 model=None, threads=None, **codec_options):
+                 model=None, threads=None, memlimit=None, **codec_options):
         storage = {k: codec_options.pop(k) for k in list(codec_options)
                    if k in ("skip_instance_cache", "use_listings_cache", "listings_expiry_time")}
         super().__init__(**storage)
         self.fs = fs if fs is not None else filesystem(target_protocol or "file",
                                                        **(target_options or {}))
-        self._read_options = {"model": model, "threads": threads}
-        self._write_options = {**self._read_options, **codec_options}
+        self._read_options = {"model": model, "threads": threads, "memlimit": memlimit}
+        self._write_options = {"model": model, "threads": threads, **codec_options}
 
     # -- private path helpers
     def _target(self, path: str) -> str:

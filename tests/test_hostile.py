@@ -145,6 +145,27 @@ def test_the_memory_limit_is_an_option_an_environment_variable_and_a_cli_flag(en
     assert r.returncode == 2 and b"invalid memory limit" in r.stderr
 
 
+def test_the_memory_limit_reaches_fsspec_and_py7zr(english, tmp_path, monkeypatch):
+    import fsspec
+    import py7zr
+
+    from nacrith_codec.plugins.sevenzip import FILTER_NACRITH
+    config = {"streams": 8, "window": 1024, "slide": 256}
+    with fsspec.open("nacrith::memory://limits/a.txt", "wb", nacrith=config) as f:
+        f.write(english[:100])
+    with pytest.raises(nc.MemoryLimitError), fsspec.open(
+            "nacrith::memory://limits/a.txt", "rb", nacrith={"memlimit": "100MiB"}) as f:
+        f.read()
+    with fsspec.open("nacrith::memory://limits/a.txt", "rb") as f:
+        assert f.read() == english[:100]
+    archive = tmp_path / "a.7z"
+    with py7zr.SevenZipFile(archive, "w", filters=[{"id": FILTER_NACRITH}]) as z:
+        z.writestr(english[:100], "a.txt")
+    monkeypatch.setenv("NACRITH_MEMLIMIT", "100MiB")
+    with pytest.raises(nc.MemoryLimitError), py7zr.SevenZipFile(archive) as z:
+        z.extractall(tmp_path / "out")
+
+
 _PEAK = """
 import sys
 import nacrith_codec as nc
