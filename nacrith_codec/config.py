@@ -52,7 +52,7 @@ class CodecConfig:
         give one token at least this probability, in millionths (0 = never,
         the default; SKIP_PPM is the measured threshold).
     float_bits: precision of the vocabulary-wide arithmetic that turns logits
-        into probabilities (softmax, mixing): 32 (format version 4) or 64
+        into probabilities (softmax, mixing): 32 (format versions 4 and 5) or 64
         (versions 1-3).  float32 halves the predictors' time per step; the
         probabilities differ in the last bits, so it is part of the format.
     """
