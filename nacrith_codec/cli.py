@@ -31,6 +31,7 @@ from . import __version__
 from .config import MODEL_ALONE
 from .container import SUFFIX
 from .errors import NacrithError
+from .writes import write_all
 _COMMANDS = ("compress", "decompress", "info", "bench", "cluster", "7z")
 
 
@@ -118,20 +119,6 @@ def codec_options(args) -> dict:
     if args.model_alone:
         options.update(MODEL_ALONE)
     return options
-
-
-def write_all(out, data) -> None:
-    """Write every byte of ``data`` to ``out``, or raise: a raw file's short write (an
-    unbuffered standard output, a full disk) is retried, and one that writes nothing
-    is an error, so a partial output is never reported as a success."""
-    view = memoryview(data).cast("B")
-    while view:
-        n = out.write(view)
-        if n is None:  # a non-blocking raw file that could take nothing now
-            raise OSError("the output would block; nothing was written")
-        if n <= 0:
-            raise OSError(f"the output took none of {len(view)} bytes (is the disk full?)")
-        view = view[n:]
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ import os
 from .api import DECOMPRESSOR_OPTIONS, NacrithCompressor, NacrithDecompressor, check_options
 from .random_access import RandomAccessReader, read_index
 from .sequence import StreamSequence
+from .writes import write_all
 
 _READ, _WRITE = "r", "w"
 _CHUNK = 64 << 10  # compressed bytes read at a time by the sequential reader
@@ -111,7 +112,7 @@ class NacrithFile(io.BufferedIOBase):
         with memoryview(data) as view:
             length = view.nbytes
         try:
-            self._fp.write(self._compressor.compress(data))
+            write_all(self._fp, self._compressor.compress(data))
         except BaseException:
             self._broken = True  # what was written is not a prefix of a good stream
             raise
@@ -213,7 +214,7 @@ class NacrithFile(io.BufferedIOBase):
                 self._compressor.close()
             else:
                 try:
-                    self._fp.write(self._compressor.flush())
+                    write_all(self._fp, self._compressor.flush())
                 except BaseException:
                     self._broken = True
                     self._compressor.close()

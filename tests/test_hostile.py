@@ -6,6 +6,7 @@ CRCs where the point is a check after them); memory is the process's own account
 """
 
 import dataclasses
+import io
 import os
 import random
 import resource
@@ -307,7 +308,29 @@ def test_an_empty_stream_claiming_a_huge_size_fails_on_every_path(tmp_path):
         f.read()
 
 
-# -- the command line: short writes, races ---------------------------------------------
+# -- short writes, races --------------------------------------------------------------
+
+class _Trickle(io.RawIOBase):
+    """A raw file that takes at most 7 bytes a call, as a pipe or a filling disk may."""
+
+    def __init__(self):
+        self.data = bytearray()
+
+    def writable(self):
+        return True
+
+    def write(self, b):
+        piece = bytes(memoryview(b).cast("B")[:7])
+        self.data += piece
+        return len(piece)
+
+
+def test_a_file_object_over_a_raw_file_writes_every_byte(english):
+    raw = _Trickle()
+    with nc.open(raw, "wb", **SMALL) as f:
+        f.write(english[:150])
+    assert nc.decompress(bytes(raw.data)) == english[:150]
+
 
 def _limit_file_size():
     resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # writes past it are short, then fail
