@@ -20,13 +20,13 @@ import re
 
 from .errors import MemoryLimitError
 from .ngram import SLOTS
+from .predict import MATCH_BITS
 
 #: The default limit: every stream the defaults write needs about 230 MB, and
 #: 1 GiB holds 8 streams of a 4,096-token window, 16 of 2,048 or 32 of 1,024.
 DEFAULT_LIMIT = 1 << 30
 ENV = "NACRITH_MEMLIMIT"
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_MATCH_BITS = 18  # predict.py's match table: 2**18 int64 entries
 _ENGINE_BASE = 16 << 20  # llama.cpp's compute buffers and the like (measured about 4 MiB)
 _VOCAB_ROWS = 8  # vocabulary-wide arrays per stream of a step (buffers and temporaries)
 
@@ -34,9 +34,10 @@ _VOCAB_ROWS = 8  # vocabulary-wide arrays per stream of a step (buffers and temp
 def parse_size(text: str) -> int:
     """``"1GiB"``, ``"512M"``, ``"2g"``, ``"1000000"`` -> bytes (binary units); ``"0"`` or
     ``"max"``: no limit (0)."""
-    match = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)(?:i?b)?\s*", str(text).lower())
-    if str(text).strip().lower() in ("max", "none"):
+    text = str(text).strip().lower()
+    if text in ("max", "none"):
         return 0
+    match = re.fullmatch(r"(\d+)\s*([kmgt]?)(?:i?b)?", text)
     if not match:
         raise ValueError(f"invalid memory limit {text!r} (bytes, or a number with KiB, MiB, "
                          "GiB or TiB; 0 or max for none)")
@@ -63,13 +64,13 @@ def needed(config, n_vocab: int, kv_bytes_per_token: int) -> int:
     tables = 0
     if c.ensemble:
         tables += (1 << c.ngram_bits) * (4 + 8 * SLOTS) if c.ngram_order else 0
-        tables += (1 << _MATCH_BITS) * 8 if c.match_min else 0
+        tables += (1 << MATCH_BITS) * 8 if c.match_min else 0  # int64 entries
         tables += 4 * n_vocab * 8  # bias head, mixer
     block = 16 * c.block_size  # the record, its parts, the output, the symbols' history
     return engine + vocab + tables + block
 
 
-def describe(nbytes: int) -> str:
+def _mib(nbytes: int) -> str:
     return f"{nbytes / (1 << 20):,.0f} MiB" if nbytes >= 1 << 20 else f"{nbytes:,} bytes"
 
 
@@ -78,9 +79,9 @@ def check(config, n_vocab: int, kv_bytes_per_token: int, limit: int) -> int:
     need = needed(config, n_vocab, kv_bytes_per_token)
     if limit and need > limit:
         raise MemoryLimitError(
-            f"decoding this stream needs about {describe(need)} ({config.streams} streams x "
+            f"decoding this stream needs about {_mib(need)} ({config.streams} streams x "
             f"{config.window} tokens of model context, {config.block_size:,}-byte blocks), "
-            f"over the memory limit of {describe(limit)}; if you trust the stream, raise the "
+            f"over the memory limit of {_mib(limit)}; if you trust the stream, raise the "
             f"limit: memlimit=... in Python, --memlimit SIZE on the command line, or "
             f"{ENV}=SIZE (for example {ENV}={-(-need // (1 << 30))}GiB; 0 for no limit)")
     return need

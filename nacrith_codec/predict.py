@@ -30,7 +30,7 @@ from .ngram import NGram
 ESCAPE_PROBABILITY = 2.0 ** -20
 MATCH_EDGES = np.array([1, 8, 12, 16, 24, 32, 48])  # match length buckets of the weight sets
 SKIP_MIN_MATCH = 16  # a stream may skip the model only while following a match this long
-_MATCH_BITS = 18
+MATCH_BITS = 18  # the match table: 2**18 entries
 
 
 def environment() -> dict:
@@ -83,7 +83,7 @@ class Predictor:
         self.history = History(counts)
         self.orders = c.ngram_order
         self.ngram = NGram(c.ngram_order, c.ngram_bits) if c.ngram_order else None
-        self.match = (MatchModel(self.history, streams, c.match_min, _MATCH_BITS)
+        self.match = (MatchModel(self.history, streams, c.match_min, MATCH_BITS)
                       if c.match_min else None)
         self.bias = BiasHead(self.n_vocab, c.bias_rate_ppm * 1e-6) if c.bias_rate_ppm else None
         n_features = 2 * self.orders + 2

@@ -7,6 +7,9 @@ told what it is and which tool reads it, as ``file(1)`` would, instead of
 
 from __future__ import annotations
 
+#: NetCDF's signatures: classic (versions 1, 2, 5) and NetCDF-4's HDF5 one.
+NETCDF_SIGNATURES = (b"CDF\x01", b"CDF\x02", b"CDF\x05", b"\x89HDF\r\n\x1a\n")
+
 #: (signature, what it is, what reads it), most specific first.
 _SIGNATURES = (
     (b"\x1f\x8b", "gzip data", "gzip -d"),
@@ -19,10 +22,8 @@ _SIGNATURES = (
     (b"%PDF", "a PDF document", None),
     (b"\x89PNG\r\n\x1a\n", "a PNG image", None),
     (b"\xff\xd8\xff", "a JPEG image", None),
-    (b"CDF\x01", "a NetCDF file", None),
-    (b"CDF\x02", "a NetCDF file", None),
-    (b"CDF\x05", "a NetCDF file", None),
-    (b"\x89HDF\r\n\x1a\n", "an HDF5 (NetCDF-4) file", None),
+    *((s, "a NetCDF file", None) for s in NETCDF_SIGNATURES[:3]),
+    (NETCDF_SIGNATURES[3], "an HDF5 (NetCDF-4) file", None),
     (b"GGUF", "a GGUF model file", None),
 )
 

@@ -168,8 +168,9 @@ def compress_block(settings: Settings, source: Source, header: bytes, number: in
 def _verify(settings: Settings, path: str, header: bytes, number: int, record: bytes,
             data: bytes, source: Source):
     where = f"a block of {source.url} at offset {source.start}"
-    if container.key_of(header):  # as the writer will bind it
-        record = container.bind(record, container.key_of(header), number)
+    key = container.key_of(header)
+    if key:  # bound as the writer will bind it
+        record = container.bind(record, key, number)
     try:
         decoded = decode_block(header, record, len(data), number, model=path,
                                n_gpu_layers=settings.n_gpu_layers,

@@ -29,8 +29,8 @@ import fsspec.compression
 
 from nacrith_codec.config import CodecConfig
 from nacrith_codec.file import NacrithFile
+from nacrith_codec.sniff import NETCDF_SIGNATURES
 
-NETCDF_SIGNATURES = (b"CDF\x01", b"CDF\x02", b"CDF\x05", b"\x89HDF\r\n\x1a\n")
 _SNIFF = max(len(s) for s in NETCDF_SIGNATURES)
 
 

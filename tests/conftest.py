@@ -12,23 +12,34 @@ FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures"
 SMALL = dict(streams=2, min_stream_tokens=16, window=48, slide=16)
 
 
+def stream_parts(packed: bytes):
+    """(header, header bytes, [(Block, its record's bytes)], END record and footer bytes)
+    of a one-stream ``packed``."""
+    from nacrith_codec import container
+    header, pos = container.parse_header(packed)
+    head, blocks = packed[:pos], []
+    while True:
+        record, end = container.parse_record(packed, pos, header, len(blocks))
+        if isinstance(record, container.End):
+            return header, head, blocks, packed[pos:]
+        blocks.append((record, packed[pos:end]))
+        pos = end
+
+
 def reframe(packed: bytes, header=None, mutate=lambda block: block) -> bytes:
     """A one-stream ``packed`` framed again by the codec's own writer, under ``header``
     (a container.Header; default its own) and with its first block after ``mutate``
     (Block -> Block): valid CRCs, bindings and END record, so that only the checks
     after them (content digests, the model, decoding) can catch what was changed."""
     from nacrith_codec import container
-    own, pos = container.parse_header(packed)
+    own, _, blocks, _ = stream_parts(packed)
     writer = container.StreamWriter(header or own)
     out = [writer.head]
-    while True:
-        record, end = container.parse_record(packed, pos, own, len(writer.index))
-        if isinstance(record, container.End):
-            return b"".join(out) + writer.end()
-        f = mutate(record) if pos == len(container.pack_header(own)) else record
+    for n, (block, _) in enumerate(blocks):
+        f = mutate(block) if n == 0 else block
         out.append(writer.block(container.pack_segmented(
             f.raw_len, f.segments, f.digest, f.coded, f.counts, f.payload), f.raw_len))
-        pos = end
+    return b"".join(out) + writer.end()
 
 
 def forge_first_block(packed: bytes, mutate) -> bytes:

@@ -17,7 +17,7 @@ import time
 import pytest
 
 import nacrith_codec as nc
-from conftest import SMALL, reframe
+from conftest import SMALL, reframe, stream_parts
 from nacrith_codec import classical, container, llm, memory, workers
 from nacrith_codec.config import CodecConfig
 
@@ -26,14 +26,8 @@ CLI = [sys.executable, "-m", "nacrith_codec.cli"]
 
 def _records(packed: bytes) -> tuple[bytes, list, bytes]:
     """(header bytes, block records, END record with footer) of a one-stream file."""
-    header, pos = container.parse_header(packed)
-    head, records = packed[:pos], []
-    while True:
-        record, end = container.parse_record(packed, pos, header, len(records))
-        if isinstance(record, container.End):
-            return head, records, packed[pos:]
-        records.append(packed[pos:end])
-        pos = end
+    _, head, blocks, end = stream_parts(packed)
+    return head, [record for _, record in blocks], end
 
 
 def _vm(field: str) -> int:
@@ -238,8 +232,7 @@ def _claiming(packed: bytes, tokens: int, payload: bytes, version=None) -> bytes
 def test_a_block_claiming_more_tokens_than_its_payload_holds_is_refused_up_front(
         english, steps):
     packed = nc.compress(english[:200], **SMALL)
-    header, pos = container.parse_header(packed)
-    assert classical.TEXT in container.parse_record(packed, pos, header, 0)[0].methods()
+    assert classical.TEXT in stream_parts(packed)[2][0][0].methods()
     bad = _claiming(packed, 5000, bytes(8))
     steps[0] = 0
     with pytest.raises(nc.CorruptError, match="claims 5000 tokens for a payload of 8 bytes"):
@@ -266,14 +259,9 @@ def test_a_payload_longer_than_its_tokens_is_an_error(english):
 def test_written_blocks_keep_the_token_bound(alice):
     line = b"GET /index.html HTTP/1.1 200\n"
     packed = nc.compress(alice[3000:3300] + line * 80, block_size=1000, **SMALL)
-    header, pos = container.parse_header(packed)
-    n = 0
-    while not isinstance((parsed := container.parse_record(packed, pos, header, n))[0],
-                         container.End):
-        block, pos = parsed
+    for block, _ in stream_parts(packed)[2]:
         if block.counts:
             assert sum(block.counts) <= container.max_tokens(len(block.payload))
-        n += 1
     assert nc.decompress(packed) == alice[3000:3300] + line * 80
 
 
