@@ -13,7 +13,7 @@ from .config import CodecConfig
 from .engine import Engine, environment_json
 from .errors import (CorruptError, EnvironmentMismatchError, FormatError, ModelMismatchError,
                      NacrithError, TruncatedError, VerifyError)
-from .model_file import fingerprint, resolve_model_path
+from .model_file import DEFAULT_FILE, fingerprint, resolve_model_path
 from .sequence import decode_all
 from .workers import Pool, Serial
 
@@ -65,17 +65,16 @@ class _Coding:
         stats = self._runner.stats
         return {**stats, "segments": dict(stats["segments"])}
 
-    @property
-    def engine(self) -> Engine:
-        """The model loaded in this process (workers load their own)."""
-        return Engine.get(self._model_path, self._gpu)
+    def _engine(self, config) -> Engine:
+        """The model loaded in this process for ``config``'s engine (workers load their own)."""
+        return Engine.get(self._model_path, self._gpu, config.engine)
 
     def _start_runner(self, config):
         if self._workers > 1:
             self._runner = Pool(self._model_path, config, self._workers, self._threads,
                                 self._progress, self._gpu, self._memlimit)
         else:
-            self._runner = Serial(self.engine, config, self._threads, self._progress,
+            self._runner = Serial(self._engine(config), config, self._threads, self._progress,
                                   self._memlimit)
 
     def close(self):
@@ -112,6 +111,9 @@ class NacrithCompressor(_Coding):
             n_gpu_layers=n_gpu_layers, memlimit=0)) if verify else None)
         base = config or CodecConfig()
         self.config = base.replace(**options) if options else base
+        if not self.config.exact:
+            raise ValueError("exact=0 is the arithmetic of format versions 1-5, which are "
+                             "read but not written")
         self._content_size = content_size
         self._buffer = bytearray()
         self._lengths = collections.deque()  # raw length of each block in flight
@@ -123,9 +125,8 @@ class NacrithCompressor(_Coding):
         if self._runner is not None:
             return b""
         self._start_runner(self.config)
-        self._writer = container.StreamWriter(container.Header(
-            self.config, bytes.fromhex(fingerprint(self._model_path)),
-            os.path.basename(self._model_path), environment_json(self._gpu), self._content_size))
+        self._writer = container.StreamWriter(header_for(
+            self.config, self._model_path, self._gpu, self._content_size))
         return self._writer.head
 
     def _block(self, data: bytes):
@@ -180,6 +181,15 @@ class NacrithCompressor(_Coding):
         super().close()
         if getattr(self, "_verifier", None) is not None:
             self._verifier.decoder.close()
+
+
+def header_for(config, model_path, n_gpu_layers: int = 0, content_size=None) -> container.Header:
+    """The header of a stream written now with ``config`` and this model: the bundled
+    model needs no name, and only llama.cpp's streams record the writer's environment."""
+    name = os.path.basename(model_path)
+    return container.Header(
+        config, bytes.fromhex(fingerprint(model_path)), "" if name == DEFAULT_FILE else name,
+        environment_json(n_gpu_layers) if config.engine == "llama.cpp" else "", content_size)
 
 
 class _Verifier:
@@ -248,9 +258,10 @@ class NacrithDecompressor(_Coding):
 
     def _check_model(self, header):
         needed, ours = header.model_sha256.hex(), fingerprint(self._model_path)
-        if ours != needed:
+        if not ours.startswith(needed):
+            name = header.model_name or DEFAULT_FILE
             raise ModelMismatchError(
-                f"this stream needs the model {header.model_name!r} (sha256 {needed}), but the "
+                f"this stream needs the model {name!r} (sha256 {needed}...), but the "
                 f"model given is {self._model_path} (sha256 {ours}); pass that file "
                 "as model=..., --model or NACRITH_MODEL")
 
@@ -277,8 +288,8 @@ class NacrithDecompressor(_Coding):
         """``error`` (a model-coded block failed to decode), or an EnvironmentMismatchError
         naming what differs when the stream was written in another environment: other
         predictions make the range decoder go astray in any of several ways."""
-        if classical.TEXT not in block.methods():  # the model played no part
-            return error
+        if classical.TEXT not in block.methods() or not self.header.env:
+            return error  # the model played no part, or its engine is exact
         ours = json.loads(environment_json(self._gpu))
         theirs = container.environment(self.header.env) or {"environment": self.header.env}
         differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))

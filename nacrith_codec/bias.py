@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from .exact import arith
+
 
 class BiasHead:
-    def __init__(self, n_vocab: int, rate: float):
-        self.rate = rate
+    def __init__(self, n_vocab: int, rate: float, exact: int = 0):
+        self.rate, self.exact = rate, exact
         self.bias = np.zeros(n_vocab, dtype=np.float64)
 
     def learn(self, probs: np.ndarray, symbols: np.ndarray):
         """probs (S, V) of the rows that coded ``symbols`` (S,), all below V."""
-        grad = probs.sum(axis=0)
+        grad = arith.row_sum(probs) if self.exact else probs.sum(axis=0)
         np.subtract.at(grad, symbols, 1.0)
         self.bias -= self.rate * grad

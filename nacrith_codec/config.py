@@ -26,6 +26,10 @@ MAX_NGRAM_ORDER = 8
 #: skip cost 2% of ratio for no speed (README, "Speed").
 SKIP_PPM = 950000
 MAX_TABLE_BITS = 22  # 2**22 N-gram buckets: 144 MiB per block coder at most
+#: The engines that compute the model's logits.  "exact" (format version 6, the default)
+#: computes them in integer arithmetic that every machine shares (nacrith_codec/exact);
+#: "llama.cpp" is fast on any GGUF model but its last bits depend on the build and CPU.
+ENGINES = ("exact", "llama.cpp")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,9 +56,14 @@ class CodecConfig:
         give one token at least this probability, in millionths (0 = never,
         the default; SKIP_PPM is the measured threshold).
     float_bits: precision of the vocabulary-wide arithmetic that turns logits
-        into probabilities (softmax, mixing): 32 (format versions 4 and 5) or 64
+        into probabilities (softmax, mixing): 32 (format versions 4 to 6) or 64
         (versions 1-3).  float32 halves the predictors' time per step; the
         probabilities differ in the last bits, so it is part of the format.
+    engine: what computes the logits, one of ENGINES ("exact" from version 6;
+        versions 1-5 are "llama.cpp").
+    exact: 1 when every step after the logits is exact arithmetic too (tables
+        for exp, integer sums; version 6), 0 for versions 1-5 (numpy's exp,
+        whose last bits follow the CPU's SIMD kernels).
     """
 
     block_size: int = 256 << 10
@@ -70,6 +79,8 @@ class CodecConfig:
     mixer_rate_ppm: int = 2000
     skip_ppm: int = 0
     float_bits: int = 32
+    engine: str = "exact"
+    exact: int = 1
 
     def __post_init__(self):
         self.validate(ValueError)
@@ -90,6 +101,8 @@ class CodecConfig:
             (0 <= self.skip_ppm <= 10**6, "skip_ppm must be 0..1000000"),
             (not self.skips or self.match_min, "skip needs the match model (match_min > 0)"),
             (self.float_bits in (32, 64), "float_bits must be 32 or 64"),
+            (self.engine in ENGINES, f"engine must be one of {', '.join(ENGINES)}"),
+            (self.exact in (0, 1), "exact must be 0 or 1"),
         ]
         for ok, message in checks:
             if not ok:

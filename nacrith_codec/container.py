@@ -8,6 +8,12 @@
                float_bits
                (versions 1 and 2 end after sink: the model alone, no ensemble;
                version 3 ends after skip_ppm: float64 arithmetic)
+    body v6 := flags:u8 model:8B changed:u16le value*  [content_size] [name:str] [env:str]
+               model: the first 8 bytes of the model file's SHA-256;
+               changed: bit i set when V6_FIELDS[i] differs from V6_DEFAULTS, its
+               value (a varint) following in field order; flags: 1 content size,
+               2 name (absent: the bundled model's file), 4 env (llama.cpp streams
+               only), 8 engine llama.cpp (else exact); exact arithmetic throughout
     block   := kind:u8 ...fields... crc32:u32le        (crc over the record; from version 5
                                                         seeded with the stream key and the
                                                         block's number: see ``bind``)
@@ -69,23 +75,34 @@ SUFFIX = ".nc"
 MAGIC = b"NACR"
 FOOTER_MAGIC = b"NACE"
 FOOTER_SIZE = 8
-VERSION = 5  # written; every version in READABLE is read
-READABLE = (1, 2, 3, 4, 5)
+VERSION = 6  # written; every version in READABLE is read
+READABLE = (1, 2, 3, 4, 5, 6)
 KIND_END, KIND_NEURAL, KIND_STORED, KIND_SEGMENTED = 0, 1, 2, 3
 _KINDS = {1: (KIND_NEURAL, KIND_STORED), 2: (KIND_SEGMENTED,), 3: (KIND_SEGMENTED,),
-          4: (KIND_SEGMENTED,), 5: (KIND_SEGMENTED,)}
-_FLAG_CONTENT_SIZE = 1
+          4: (KIND_SEGMENTED,), 5: (KIND_SEGMENTED,), 6: (KIND_SEGMENTED,)}
+_FLAG_CONTENT_SIZE, _FLAG_NAME, _FLAG_ENV, _FLAG_LLAMA = 1, 2, 4, 8
+#: Version 6's header fields, in their order, and the values a header leaves out.  Both
+#: are the format: they never change (a new version would list its own).
+V6_FIELDS = ("block_size", "streams", "min_stream_tokens", "window", "slide", "sink",
+             "ngram_order", "ngram_bits", "match_min", "bias_rate_ppm", "mixer_rate_ppm",
+             "skip_ppm", "float_bits")
+V6_DEFAULTS = dict(block_size=256 << 10, streams=8, min_stream_tokens=512, window=1024,
+                   slide=256, sink=1, ngram_order=4, ngram_bits=18, match_min=6,
+                   bias_rate_ppm=100000, mixer_rate_ppm=2000, skip_ppm=0, float_bits=32)
+V6_MODEL_BYTES = 8  # of the model's SHA-256: an accidental match is a 2**-64 chance
 _MAX_HEADER_BODY = 8192
 _MAX_TEXT = 4096
 _CONFIG_FIELDS = [f.name for f in dataclasses.fields(CodecConfig)]
 _LAST_FIELD = {1: "sink", 2: "sink", 3: "skip_ppm", 4: "float_bits", 5: "float_bits"}
+COMPACT = 6  # the first version with the compact header and exact arithmetic
 BOUND = 5  # the first version whose blocks are bound to their place
 #: Version 5: a model part's tokens at most, per byte of its payload, and beyond that.
 #: 32 tokens a byte is 0.25 bits a token; text that predictable is left to the
 #: classical codecs, which do as well on it (block.py).
 TOKENS_PER_BYTE, TOKENS_SLACK = 32, 64
-#: What the versions that lack a field did: no ensemble (1-2), float64 arithmetic (1-3).
-_ABSENT = {**MODEL_ALONE, "float_bits": 64}
+#: What the versions that lack a field did: no ensemble (1-2), float64 arithmetic (1-3),
+#: llama.cpp and numpy's exp (1-5).
+_ABSENT = {**MODEL_ALONE, "float_bits": 64, "engine": "llama.cpp", "exact": 0}
 
 
 def _config_fields(version: int) -> list[str]:
@@ -131,9 +148,9 @@ def max_tokens(payload_len: int) -> int:
 @dataclasses.dataclass(frozen=True)
 class Header:
     config: CodecConfig
-    model_sha256: bytes
-    model_name: str
-    env: str  # JSON description of the writer's llama.cpp build
+    model_sha256: bytes  # 32 bytes; version 6: the first V6_MODEL_BYTES
+    model_name: str  # version 6: "" for the bundled model
+    env: str  # JSON description of the writer's llama.cpp build ("" for the exact engine)
     content_size: int | None = None
     version: int = VERSION
     key: bytes = b""  # stream_key of the header's bytes (set when parsed, version 5)
@@ -229,17 +246,40 @@ def _check_crc(buf, start: int, reader: _Reader, what: str, seed: int = 0):
 # -- header --------------------------------------------------------------------
 
 def pack_header(h: Header) -> bytes:
-    body = bytearray([_FLAG_CONTENT_SIZE if h.content_size is not None else 0])
-    body += h.model_sha256
-    for name in _config_fields(h.version):
-        body += _varint(getattr(h.config, name))
+    if h.version >= COMPACT:
+        body = _pack_compact(h)
+    else:
+        body = bytearray([_FLAG_CONTENT_SIZE if h.content_size is not None else 0])
+        body += h.model_sha256
+        for name in _config_fields(h.version):
+            body += _varint(getattr(h.config, name))
+        if h.content_size is not None:
+            body += _varint(h.content_size)
+        for text in (h.model_name, h.env):
+            raw = text.encode("utf-8")[:_MAX_TEXT]
+            body += _varint(len(raw)) + raw
+    head = bytes([h.version]) + struct.pack("<H", len(body)) + body
+    return MAGIC + head + struct.pack("<I", zlib.crc32(head))
+
+
+def _pack_compact(h: Header) -> bytearray:
+    c = h.config
+    if not c.exact:
+        raise ValueError("version 6 streams use exact arithmetic (exact=1)")
+    flags = ((_FLAG_CONTENT_SIZE if h.content_size is not None else 0)
+             | (_FLAG_NAME if h.model_name else 0) | (_FLAG_ENV if h.env else 0)
+             | (_FLAG_LLAMA if c.engine == "llama.cpp" else 0))
+    changed = [i for i, name in enumerate(V6_FIELDS) if getattr(c, name) != V6_DEFAULTS[name]]
+    body = bytearray([flags]) + h.model_sha256[:V6_MODEL_BYTES]
+    body += struct.pack("<H", sum(1 << i for i in changed))
+    body += b"".join(_varint(getattr(c, V6_FIELDS[i])) for i in changed)
     if h.content_size is not None:
         body += _varint(h.content_size)
     for text in (h.model_name, h.env):
-        raw = text.encode("utf-8")[:_MAX_TEXT]
-        body += _varint(len(raw)) + raw
-    head = bytes([h.version]) + struct.pack("<H", len(body)) + body
-    return MAGIC + head + struct.pack("<I", zlib.crc32(head))
+        if text:
+            raw = text.encode("utf-8")[:_MAX_TEXT]
+            body += _varint(len(raw)) + raw
+    return body
 
 
 def environment(env: str) -> dict | None:
@@ -287,23 +327,50 @@ def parse_header(buf) -> tuple[Header, int] | None:
         return None
     end = r.pos
     r.pos = len(MAGIC) + 3
+    version = buf[len(MAGIC)]
     try:
-        flags = r.take(1)[0]
-        if flags & ~_FLAG_CONTENT_SIZE:
-            raise FormatError(f"unsupported header flags {flags:#x}; upgrade nacrith-codec")
-        sha = r.take(32)
-        version = buf[len(MAGIC)]
-        values = {**CodecConfig().as_dict(), **_ABSENT}
-        values.update((name, r.varint(1 << 32, name)) for name in _config_fields(version))
-        config = CodecConfig.__new__(CodecConfig)
-        for name, value in values.items():
-            object.__setattr__(config, name, value)
-        config.validate(CorruptError)
-        size = r.varint(1 << 62, "content size") if flags & _FLAG_CONTENT_SIZE else None
-        name, env = r.text("model name"), r.text("environment")
+        fields = (_parse_compact if version >= COMPACT else _parse_body)(r, version)
     except _Reader.More:
         raise CorruptError("corrupt stream: header fields overrun the header") from None
-    return Header(config, sha, name, env, size, version, key_of(bytes(buf[:end]))), end
+    return Header(*fields, version, key_of(bytes(buf[:end]))), end
+
+
+def _config(values: dict) -> CodecConfig:
+    config = CodecConfig.__new__(CodecConfig)
+    for name, value in values.items():
+        object.__setattr__(config, name, value)
+    return config.validate(CorruptError)
+
+
+def _parse_body(r: _Reader, version: int) -> tuple:
+    flags = r.take(1)[0]
+    if flags & ~_FLAG_CONTENT_SIZE:
+        raise FormatError(f"unsupported header flags {flags:#x}; upgrade nacrith-codec")
+    sha = r.take(32)
+    values = {**CodecConfig().as_dict(), **_ABSENT}
+    values.update((name, r.varint(1 << 32, name)) for name in _config_fields(version))
+    config = _config(values)
+    size = r.varint(1 << 62, "content size") if flags & _FLAG_CONTENT_SIZE else None
+    return config, sha, r.text("model name"), r.text("environment"), size
+
+
+def _parse_compact(r: _Reader, version: int) -> tuple:
+    flags = r.take(1)[0]
+    if flags & ~(_FLAG_CONTENT_SIZE | _FLAG_NAME | _FLAG_ENV | _FLAG_LLAMA):
+        raise FormatError(f"unsupported header flags {flags:#x}; upgrade nacrith-codec")
+    sha = r.take(V6_MODEL_BYTES)
+    (changed,) = struct.unpack("<H", r.take(2))
+    if changed >> len(V6_FIELDS):
+        raise CorruptError(f"corrupt stream: header field mask {changed:#x} names unknown fields")
+    values = {**CodecConfig().as_dict(), **V6_DEFAULTS,
+              "engine": "llama.cpp" if flags & _FLAG_LLAMA else "exact", "exact": 1}
+    values.update((name, r.varint(1 << 32, name)) for i, name in enumerate(V6_FIELDS)
+                  if changed >> i & 1)
+    config = _config(values)
+    size = r.varint(1 << 62, "content size") if flags & _FLAG_CONTENT_SIZE else None
+    name = r.text("model name") if flags & _FLAG_NAME else ""
+    env = r.text("environment") if flags & _FLAG_ENV else ""
+    return config, sha, name, env, size
 
 
 # -- blocks --------------------------------------------------------------------

@@ -1,7 +1,10 @@
 """The loaded model of a process, shared by every compressor and decompressor.
 
 Loading is lazy (the first block coded loads it) and happens once per model
-file per process.  llama.cpp contexts are not thread-safe, so each coder
+file and engine per process.  Two engines compute logits: "exact"
+(nacrith_codec.exact: integer arithmetic, the same on every machine) and
+"llama.cpp" (any GGUF model; its last bits follow the build and the CPU).
+Contexts are not thread-safe, so each coder
 borrows one from a pool for the duration of a block and gives it back; threads
 coding at the same time get contexts of their own over the one shared model.
 The pool keeps at most ``IDLE_CONTEXTS`` contexts that nobody is using (the
@@ -16,6 +19,7 @@ import json
 import threading
 
 from . import llm, memory, predict
+from .config import ENGINES
 from .tokens import Tokenizer
 
 _lock = threading.Lock()
@@ -35,17 +39,25 @@ def environment_json(n_gpu_layers: int = 0) -> str:
 class Engine:
     loads = 0  #: models this process has loaded (one per model file, whatever the work)
 
-    def __init__(self, path: str, n_gpu_layers: int = 0):
+    def __init__(self, path: str, n_gpu_layers: int = 0, kind: str = "llama.cpp"):
+        if kind not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {kind!r}")
         Engine.loads += 1
-        self.path = path
-        self.model = llm.Model(path, n_gpu_layers)
+        self.kind = kind
+        if kind == "exact":
+            from .exact import ExactModel
+            self.model = ExactModel(path)
+            self._new_context = self.model.context
+        else:
+            self.model = llm.Model(path, n_gpu_layers)
+            self._new_context = lambda *key: llm.Context(self.model, *key)
         self.tokenizer = Tokenizer(self.model)
         self._idle: list = []  # (key, context) not in use, the most recently returned last
         self._pool_lock = threading.Lock()
 
     @classmethod
-    def get(cls, path, n_gpu_layers: int = 0) -> "Engine":
-        key = (str(path), n_gpu_layers)
+    def get(cls, path, n_gpu_layers: int = 0, kind: str = "llama.cpp") -> "Engine":
+        key = (str(path), 0 if kind == "exact" else n_gpu_layers, kind)
         with _lock:
             if key not in _engines:
                 _engines[key] = cls(*key)
@@ -58,7 +70,7 @@ class Engine:
             found = [i for i, (k, _) in enumerate(self._idle) if k == key]
             ctx = self._idle.pop(found[-1])[1] if found else None
         if ctx is None:
-            ctx = llm.Context(self.model, *key)
+            ctx = self._new_context(*key)
         try:
             yield ctx
         finally:

@@ -61,10 +61,11 @@ def environment() -> dict:
 class Model:
     """A GGUF model loaded once per process and shared by every context."""
 
-    def __init__(self, path: str, n_gpu_layers: int = 0):
+    def __init__(self, path: str, n_gpu_layers: int = 0, vocab_only: bool = False):
         L = _llama()
         params = L.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
+        params.vocab_only = vocab_only  # the tokenizer alone: no weights loaded
         self.path = str(path)
         self.ptr = L.llama_model_load_from_file(self.path.encode(), params)
         if not self.ptr:
@@ -75,6 +76,8 @@ class Model:
         bos = L.llama_vocab_bos(self.vocab)
         self.bos = bos if bos >= 0 else 0
         self.pieces = self._pieces()
+        if vocab_only:
+            return
         # the KV cache per token: keys and values (f16) of every layer's KV heads
         head = L.llama_model_n_embd(self.ptr) // max(1, L.llama_model_n_head(self.ptr))
         self.kv_bytes_per_token = (2 * 2 * L.llama_model_n_layer(self.ptr)

@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .exact import arith
+
 
 class Mixer:
-    def __init__(self, n_vocab: int, sets: int, features: int, rate: float, init_w, never=None):
-        self.n_vocab, self.rate = n_vocab, rate
+    def __init__(self, n_vocab: int, sets: int, features: int, rate: float, init_w, never=None,
+                 exact: int = 0):
+        self.n_vocab, self.rate, self.exact = n_vocab, rate, exact
+        self._softmax = arith.softmax if exact else arith.legacy_softmax
         self.a = np.ones(sets, dtype=np.float64)
         self.w = np.tile(np.asarray(init_w, dtype=np.float64), (sets, 1))
         self._never = np.flatnonzero(never) if never is not None else None
@@ -42,14 +46,11 @@ class Mixer:
                 np.add(z, bias, out=z, dtype=z.dtype)
         else:
             z[:] = bias if bias is not None else 0.0
-        add = np.einsum("scf,sf->sc", feat, self.w[sets])
+        add = (arith.weighted(feat, self.w[sets]) if self.exact
+               else np.einsum("scf,sf->sc", feat, self.w[sets]))
         ok = cand >= 0
         np.add.at(out.reshape(-1), (np.arange(rows)[:, None] * width + cand)[ok], add[ok])
-        z -= z.max(axis=1, keepdims=True)
-        np.exp(z, out=z)
-        if self._never is not None:
-            z[:, self._never] = 0.0
-        z *= scale / z.sum(axis=1, keepdims=True)
+        self._softmax(z, self._never, scale)
         return out
 
     def learn(self, probs, llm, cand, feat, sets, symbols):
@@ -64,8 +65,11 @@ class Mixer:
         ok = cand >= 0
         p_cand = np.where(ok, probs[rows[:, None], np.maximum(cand, 0)], 0.0)
         hit = (cand == symbols[:, None]) & ok
-        grad_w = np.einsum("sc,scf->sf", p_cand - hit, feat)
+        exact = self.exact
+        grad_w = (arith.gradient(p_cand - hit, feat) if exact
+                  else np.einsum("sc,scf->sf", p_cand - hit, feat))
         np.subtract.at(self.w, sets, self.rate * grad_w)
         if llm is not None:
-            grad_a = np.einsum("sv,sv->s", probs, llm) - llm[rows, symbols]
+            mean = arith.expectation(probs, llm) if exact else np.einsum("sv,sv->s", probs, llm)
+            grad_a = mean - llm[rows, symbols]
             np.subtract.at(self.a, sets, self.rate * grad_a)

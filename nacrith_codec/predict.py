@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .bias import BiasHead
+from .exact import arith
 from .history import History
 from .match import MatchModel
 from .mixer import Mixer
@@ -58,6 +59,7 @@ class Predictor:
         c = config
         self.ensemble = c.ensemble
         self.skipping = self.ensemble and c.skips
+        self._exp = arith.softmax if c.exact else arith.legacy_softmax
 
     # -- the model alone (format versions 1 and 2, or every predictor off) ----------
 
@@ -65,11 +67,8 @@ class Predictor:
         rows, v = logits.shape
         out = self._buf[:rows]
         p = out[:, :v]
-        np.subtract(logits, logits.max(axis=1, keepdims=True), out=p, dtype=self.dtype)
-        np.exp(p, out=p)
-        if self._never is not None:
-            p[:, self._never] = 0.0
-        p *= (1.0 - ESCAPE_PROBABILITY) / p.sum(axis=1, keepdims=True)
+        np.copyto(p, logits, casting="same_kind")
+        self._exp(p, self._never, 1.0 - ESCAPE_PROBABILITY)
         out[:, v] = ESCAPE_PROBABILITY
         return out
 
@@ -85,14 +84,15 @@ class Predictor:
         self.ngram = NGram(c.ngram_order, c.ngram_bits) if c.ngram_order else None
         self.match = (MatchModel(self.history, streams, c.match_min, MATCH_BITS)
                       if c.match_min else None)
-        self.bias = BiasHead(self.n_vocab, c.bias_rate_ppm * 1e-6) if c.bias_rate_ppm else None
+        self.bias = (BiasHead(self.n_vocab, c.bias_rate_ppm * 1e-6, c.exact)
+                     if c.bias_rate_ppm else None)
         n_features = 2 * self.orders + 2
         init = np.r_[np.tile([0.5, 0.5], self.orders), 1.0, 1.0]
         self._order_sets = self.orders + 1
         self._hits = np.zeros(len(MATCH_EDGES) + 1)  # matches come true, per length bucket
         self._tries = np.zeros(len(MATCH_EDGES) + 1)
-        self.mixer = Mixer(self.n_vocab, (len(MATCH_EDGES) + 1) * self._order_sets, n_features, c.mixer_rate_ppm * 1e-6, init,
-                           self._never_mask)
+        self.mixer = Mixer(self.n_vocab, (len(MATCH_EDGES) + 1) * self._order_sets, n_features,
+                           c.mixer_rate_ppm * 1e-6, init, self._never_mask, c.exact)
         self._width = max(self.orders, c.match_min)
         self._prev = None
         self._context(len(counts), self.history.hashes(len(counts), self._width))
@@ -160,12 +160,8 @@ class Predictor:
         if len(rows):
             p = self._skip_buf[:len(rows)]
             p[:, :self.n_vocab] = self._bias() if self.bias is not None else 0.0
-            p[:, :self.n_vocab] -= p[:, :self.n_vocab].max(axis=1, keepdims=True)
-            np.exp(p[:, :self.n_vocab], out=p[:, :self.n_vocab])
-            if self._never is not None:
-                p[:, self._never] = 0.0
             rest = (1.0 - ESCAPE_PROBABILITY) * (1.0 - q[rows])
-            p[:, :self.n_vocab] *= (rest / p[:, :self.n_vocab].sum(axis=1))[:, None]
+            self._exp(p[:, :self.n_vocab], self._never, rest)
             p[np.arange(len(rows)), self._predicted[rows]] += (1.0 - ESCAPE_PROBABILITY) * q[rows]
             p[:, self.n_vocab] = ESCAPE_PROBABILITY
             self._skip_p = p

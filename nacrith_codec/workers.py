@@ -66,7 +66,7 @@ def local_coder(model_path, n_gpu_layers: int, threads, config, progress=None,
     cluster) it codes.  One per thread, since a coder's predictors hold a block's state;
     the ``KEPT_CODERS`` used last are kept.  ``memlimit``: as for NacrithDecompressor."""
     key = (str(model_path), n_gpu_layers, threads, config, threading.get_ident())
-    engine = Engine.get(model_path, n_gpu_layers)
+    engine = Engine.get(model_path, n_gpu_layers, config.engine)
     engine.check_memory(config, memlimit)
     coder = _coders.pop(key, None) or BlockCoder(engine, config, threads)
     _coders[key] = coder

@@ -1,0 +1,112 @@
+"""The transformer of a LLaMA-architecture model, computed exactly.
+
+Every matrix product multiplies integers whose partial sums stay below 2**24,
+so float32 GEMM gives the one exact result on any BLAS, kernel, thread count
+or GPU: 8-bit weights per output row (and keys and values per head) times
+14-bit activations per token row (and queries per head), each activation cut
+in two 7-bit halves, ``high * 128 + low``, that go through the product as two
+rows of one GEMM (for a memory-bound product nearly free) and are joined
+afterwards in float64.  Scales are applied with correctly rounded
+multiplications in an order the code fixes, norms sum squares of integers (exact in any
+order), and exp, sigmoid and RoPE come from ``tables``.  A row's numbers
+depend only on its own token and its own stream's cache: never on which other
+rows share the step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import weights
+
+ACT_LEVELS = 8191  # activations: integers in [-8191, 8191] times a scale per row
+CACHE_LEVELS = 127  # keys and values: 8-bit integers times a scale per slot and head
+HALF = 128  # an activation is high * HALF + low, |high|, |low| <= 64
+NORM_LEVELS = 32767  # the integers whose squares give a row's RMS
+F32_EXACT = 1 << 24
+
+
+def quantize(x: np.ndarray, levels: int = ACT_LEVELS) -> tuple[np.ndarray, np.ndarray]:
+    """Integers in [-levels, levels] over the last axis (float32), and their float64 scale."""
+    top = np.max(np.abs(x), axis=-1)
+    top = np.where(top > 0, top, 1.0)
+    q = np.rint(x * (levels / top)[..., None])
+    return q.astype(np.float32), top / levels
+
+
+def halves(q: np.ndarray, axis: int) -> np.ndarray:
+    """14-bit integers as their high and low 7-bit halves, stacked along ``axis``."""
+    high = np.rint(q * (1.0 / HALF))
+    return np.concatenate([high, q - high * HALF], axis=axis).astype(np.float32)
+
+
+def joined(out: np.ndarray, axis: int) -> np.ndarray:
+    """The product of halves(q) joined again: high * HALF + low, exact in float64."""
+    high, low = np.split(out, 2, axis=axis)
+    return high.astype(np.float64) * HALF + low
+
+
+def product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Every matrix product of the engine: float32 operands holding integers whose partial
+    sums stay below 2**24, so any BLAS gives the one exact result.  (The tests replace it
+    with an int64 product to prove that.)"""
+    return np.matmul(a, b)
+
+
+class Linear:
+    """y = x W^T for 14-bit x rows and 8-bit W rows, exact: the halves of x (|h| <= 64)
+    times W over K <= 2,048 inputs stay below 64 * 127 * 2,048 < 2**24."""
+
+    def __init__(self, q: np.ndarray, scale: np.ndarray):
+        self.q, self.scale = q, scale  # (K, N) integers as float32, (N,) float64
+        if (HALF // 2) * weights.WEIGHT_LEVELS * q.shape[0] >= F32_EXACT:
+            raise ValueError(f"a {q.shape[0]}-input product would not be exact in float32")
+
+    def __call__(self, xq: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        acc = joined(product(halves(xq, 0), self.q), 0)
+        return (acc * xs[:, None]) * self.scale[None, :]
+
+
+_MATRICES = ("qkv", "o", "gate_up", "down")
+
+
+class Network:
+    """The model's integer weights (weights.load: read from a cache, made once per
+    model file) and the arithmetic of one layer's parts."""
+
+    def __init__(self, path):
+        arrays, meta = weights.load(path)
+        self.shape = s = weights.Shape(**meta["shape"])
+        self.bos, self.pieces = meta["bos"], weights.unpack_pieces(arrays)
+        self.n_vocab = s.vocab
+        self.embedding = arrays["embedding"]  # exact Q8_0 values, (vocab, embd) float32
+        self.output = Linear(arrays["output.q"], arrays["output.scale"])
+        self.layers = []
+        for i in range(s.layers):
+            layer = {m: Linear(arrays[f"{i}.{m}.q"], arrays[f"{i}.{m}.scale"]) for m in _MATRICES}
+            layer.update(attn_norm=arrays[f"{i}.attn_norm"], ffn_norm=arrays[f"{i}.ffn_norm"])
+            self.layers.append(layer)
+        self.final_norm = arrays["output_norm"]
+        # the KV cache per token: 8-bit keys and values in float32, a float64 scale for each
+        self.kv_bytes_per_token = s.layers * s.kv_heads * (2 * 4 * s.head_dim + 2 * 8)
+
+    def norm(self, x: np.ndarray, gain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """RMSNorm of float64 rows, then 8-bit quantization: (integers, scale per row)."""
+        n = x.shape[-1]
+        x16, unit = quantize(x, NORM_LEVELS)
+        sq = x16.astype(np.float64)
+        sums = (sq * sq).sum(axis=-1)  # integers below 2**53: exact in any order
+        mean = (sums * (unit * unit)) / n
+        inv = 1.0 / np.sqrt(mean + self.shape.eps)
+        q, scale = quantize(x * gain)
+        return q, scale * inv
+
+
+def rope(x: np.ndarray, c: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Rotate adjacent pairs of x (N, heads, dims) by the angles of each row."""
+    even, odd = x[..., 0::2], x[..., 1::2]
+    c, s = c[:, None, :], s[:, None, :]
+    out = np.empty_like(x)
+    out[..., 0::2] = even * c - odd * s
+    out[..., 1::2] = even * s + odd * c
+    return out

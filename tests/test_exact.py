@@ -1,0 +1,184 @@
+"""The exact engine (format version 6): the same logits, probabilities and streams on
+every machine.
+
+What can change on one machine is changed here: numpy's SIMD dispatch, OpenBLAS's
+kernel and thread count, and llama.cpp's presence, each in a real subprocess that
+decodes (and once re-encodes) a stream written with the defaults.  An int64
+evaluation of the same network, which uses no BLAS, gives bit-identical logits, so
+the float products are exact and not merely reproducible here.  A stream's logits do
+not depend on which other streams share its steps.
+"""
+
+import os
+import platform
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import nacrith_codec as nc
+from nacrith_codec import classical, container
+from nacrith_codec.engine import Engine
+from nacrith_codec.errors import NacrithError
+from nacrith_codec.exact import arith, context, network, tables
+from nacrith_codec.model_file import resolve_model_path
+
+WINDOW = dict(window=32, slide=8, sink=1)  # small enough that streams slide in a test
+
+
+@pytest.fixture(scope="module")
+def exact():
+    return Engine.get(resolve_model_path(), kind="exact")
+
+
+def _logits(engine, feeds, streams=1, rows=None):
+    """Logits of each step: ``feeds`` is a list of steps, each a list of (stream, token)."""
+    ctx = context.Context(engine.model.network, streams, **WINDOW)
+    out = []
+    for step in feeds:
+        ctx.push(np.zeros(0, np.int32))
+        for stream, token in step:
+            ctx.waiting[stream, 0], ctx.pending[stream] = token, 1
+        logits = ctx.step([stream for stream, _ in step])
+        out.append({stream: logits[i].copy() for i, (stream, _) in enumerate(step)})
+    return out
+
+
+def _tokens(engine, english, n=40):
+    return [engine.model.bos] + engine.tokenizer.tokenize(english)[:n - 1].tolist()
+
+
+def test_float_products_equal_an_integer_evaluation_bit_for_bit(exact, english, monkeypatch):
+    """The first steps of real text: BLAS float32 products against int64 ones (no BLAS)."""
+    feeds = [[(0, t)] for t in _tokens(exact, english, 12)]
+    fast = _logits(exact, feeds)
+    largest = []
+
+    def integer_product(a, b):
+        a64, b64 = a.astype(np.int64), b.astype(np.int64)
+        assert np.array_equal(a64, a) and np.array_equal(b64, b), "an operand is not integer"
+        out = np.matmul(a64, b64)  # numpy's integer loop: no BLAS, exact
+        largest.append(int(np.abs(out).max()))
+        return out.astype(np.float32)
+
+    monkeypatch.setattr(network, "product", integer_product)
+    monkeypatch.setattr(context, "product", integer_product)
+    slow = _logits(exact, feeds)
+    assert max(largest) < 1 << 24  # every sum exact in float32, as the bounds promise
+    for a, b in zip(fast, slow):
+        assert a[0].view(np.uint32).tolist() == b[0].view(np.uint32).tolist()
+
+
+def test_a_streams_logits_do_not_depend_on_what_shares_its_steps(exact, english, alice):
+    """Alone, or beside two other streams (one started earlier, one fed other text), with
+    windows that slide: the same bits.  Rows of a step are computed independently."""
+    mine = _tokens(exact, english, 44)
+    other = _tokens(exact, alice[:2000], 50)
+    alone = _logits(exact, [[(0, t)] for t in mine])
+    together = [[(0, other[i])] for i in range(6)]  # stream 0 runs ahead, then all three
+    together += [[(0, other[6 + i]), (1, t), (2, other[-1 - i])] for i, t in enumerate(mine)]
+    shared = _logits(exact, together, streams=3)[6:]
+    for a, b in zip(alone, shared):
+        assert a[0].view(np.uint32).tolist() == b[1].view(np.uint32).tolist()
+
+
+def test_tables_are_checked_and_close_to_the_functions_they_replace(monkeypatch):
+    x = -np.linspace(0, 40, 20001)
+    assert np.max(np.abs(tables.exp(x) / np.exp(x) - 1)) < 1e-7
+    g = np.linspace(-30, 30, 6001)
+    assert np.max(np.abs(tables.sigmoid(g) - 1 / (1 + np.exp(-g)))) < 1e-7
+    p = np.array([0, 1, 7, 1000, 8191, 123457])
+    c, s = tables.rotation(p, 100000.0, 64)
+    angle = p[:, None] * 100000.0 ** (-np.arange(32) * 2 / 64)
+    assert np.max(np.abs(c - np.cos(angle))) < 1e-9 and np.max(np.abs(s - np.sin(angle))) < 1e-9
+    monkeypatch.setitem(tables.DIGESTS, "exp2", "0" * 16)
+    tables._exp2_table.cache_clear()
+    with pytest.raises(NacrithError, match="cannot be trusted"):
+        tables.exp(x)
+    monkeypatch.undo()
+    tables._exp2_table.cache_clear()
+
+
+def test_exact_softmax_of_a_row_is_the_same_alone_and_in_a_batch():
+    rng = np.random.default_rng(1)
+    rows = (rng.normal(size=(5, 4096)) * 6).astype(np.float32)
+    batch = arith.softmax(rows.copy(), scale=0.75)
+    for i in range(5):
+        alone = arith.softmax(rows[i:i + 1].copy(), scale=0.75)
+        assert alone[0].view(np.uint32).tolist() == batch[i].view(np.uint32).tolist()
+    assert abs(float(batch.astype(np.float64).sum(axis=1).max()) - 0.75) < 1e-5
+
+
+def _blas_probe() -> str:
+    """Code that prints OpenBLAS's kernel in use, where numpy bundles scipy-openblas."""
+    return ("import ctypes, glob, os, numpy\n"
+            "libs = glob.glob(os.path.join(os.path.dirname(numpy.__path__[0]), 'numpy.libs', "
+            "'libscipy_openblas*.so'))\n"
+            "name = b'?'\n"
+            "if libs:\n"
+            "    f = getattr(ctypes.CDLL(libs[0]), 'scipy_openblas_get_corename64_', None)\n"
+            "    if f is not None:\n"
+            "        f.restype = ctypes.c_char_p; name = f()\n"
+            "sys.stderr.write('BLAS ' + name.decode() + '\\n')\n")
+
+
+NO_LLAMA = "import sys; sys.modules['llama_cpp'] = None\n"  # import llama_cpp now fails
+DECODE = ("import sys, nacrith_codec as nc\n" + _blas_probe()
+          + "sys.stdout.buffer.write(nc.decompress(sys.stdin.buffer.read()))\n")
+ENCODE = ("import sys, nacrith_codec as nc\n" + _blas_probe()
+          + "sys.stdout.buffer.write(nc.compress(sys.stdin.buffer.read()))\n")
+
+
+def _variations():
+    """(name, environment changes, program) for what this machine can change."""
+    out = [("llama.cpp unimportable, 1 BLAS thread",
+            {"OPENBLAS_NUM_THREADS": "1"}, NO_LLAMA + DECODE)]
+    if platform.machine() in ("x86_64", "AMD64"):
+        out.append(("numpy without AVX2/AVX-512 kernels, llama.cpp unimportable",
+                    {"NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"},
+                    NO_LLAMA + DECODE))
+        for core in ("Haswell", "Sandybridge", "Prescott"):
+            out.append((f"OpenBLAS {core} kernels, 2 threads",
+                        {"OPENBLAS_CORETYPE": core, "OPENBLAS_NUM_THREADS": "2"}, DECODE))
+        out.append(("OpenBLAS Prescott kernels, numpy baseline: encoding again",
+                    {"OPENBLAS_CORETYPE": "Prescott",
+                     "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"}, ENCODE))
+    return out
+
+
+def test_a_default_stream_decodes_identically_wherever_arithmetic_could_differ(english):
+    data = english[:240]
+    packed = nc.compress(data)
+    header = container.parse_header(packed)[0]
+    assert header.config.engine == "exact" and header.env == ""
+    cores = set()
+    for name, changes, program in _variations():
+        r = subprocess.run([sys.executable, "-c", program], input=data if program is ENCODE
+                           else packed, capture_output=True, env={**os.environ, **changes},
+                           timeout=600)
+        assert r.returncode == 0, f"{name}: {r.stderr.decode()[-2000:]}"
+        assert r.stdout == (packed if program is ENCODE else data), name
+        cores.add(r.stderr.decode().split("BLAS ")[-1].split()[0])
+    if platform.machine() in ("x86_64", "AMD64") and "?" not in cores:
+        assert len(cores) >= 3, cores  # the kernels really changed
+
+
+FRAMING = 80  # header (21 bytes), a block's record (about 21), END (20), footer (8)
+
+
+def test_a_stream_needs_little_beyond_its_best_classical_coding():
+    """The header holds no environment: an empty input is at most 64 bytes in all, and a
+    one-block stream at most FRAMING bytes more than the best classical payload."""
+    assert len(nc.compress(b"")) <= 64
+    for data in (b"The quick brown fox jumps over the lazy dog.", os.urandom(3000),
+                 bytes(range(256)) * 8):
+        best = min(len(classical.compress(m, data)) for m in classical.CODECS)
+        assert len(nc.compress(data)) <= FRAMING + 1.001 * min(best, len(data)), data[:20]
+
+
+def test_streams_of_other_engines_record_it(english):
+    packed = nc.compress(english[:60], engine="llama.cpp", streams=1)
+    header = container.parse_header(packed)[0]
+    assert header.config.engine == "llama.cpp" and '"cpu"' in header.env
+    assert nc.decompress(packed) == english[:60]
