@@ -69,6 +69,14 @@ class _Coding:
         """The model loaded in this process for ``config``'s engine (workers load their own)."""
         return Engine.get(self._model_path, self._gpu, config.engine)
 
+    @property
+    def engine(self) -> Engine:
+        """The engine this coder uses in this process: its configuration's (a decompressor's
+        before its header is read: the default's)."""
+        config = getattr(self, "config", None) or (self.header.config if getattr(
+            self, "header", None) else CodecConfig())
+        return self._engine(config)
+
     def _start_runner(self, config):
         if self._workers > 1:
             self._runner = Pool(self._model_path, config, self._workers, self._threads,
@@ -126,7 +134,8 @@ class NacrithCompressor(_Coding):
             return b""
         self._start_runner(self.config)
         self._writer = container.StreamWriter(header_for(
-            self.config, self._model_path, self._gpu, self._content_size))
+            self.config, fingerprint(self._model_path), os.path.basename(self._model_path),
+            environment_json(self._gpu), self._content_size))
         return self._writer.head
 
     def _block(self, data: bytes):
@@ -183,13 +192,14 @@ class NacrithCompressor(_Coding):
             self._verifier.decoder.close()
 
 
-def header_for(config, model_path, n_gpu_layers: int = 0, content_size=None) -> container.Header:
-    """The header of a stream written now with ``config`` and this model: the bundled
-    model needs no name, and only llama.cpp's streams record the writer's environment."""
-    name = os.path.basename(model_path)
+def header_for(config, sha256: str, file_name: str, env: str,
+               content_size=None) -> container.Header:
+    """The header of a stream written now with ``config`` by a model file (its SHA-256 in
+    hex and its name) in environment ``env`` (engine.environment_json): the bundled model
+    needs no name, and only the llama.cpp engine's streams record the environment."""
     return container.Header(
-        config, bytes.fromhex(fingerprint(model_path)), "" if name == DEFAULT_FILE else name,
-        environment_json(n_gpu_layers) if config.engine == "llama.cpp" else "", content_size)
+        config, bytes.fromhex(sha256), "" if file_name == DEFAULT_FILE else file_name,
+        env if config.engine == "llama.cpp" else "", content_size)
 
 
 class _Verifier:
@@ -290,7 +300,7 @@ class NacrithDecompressor(_Coding):
         predictions make the range decoder go astray in any of several ways."""
         if classical.TEXT not in block.methods() or not self.header.env:
             return error  # the model played no part, or its engine is exact
-        ours = json.loads(environment_json(self._gpu))
+        ours = json.loads(environment_json(self._gpu, numpy=not self.header.config.exact))
         theirs = container.environment(self.header.env) or {"environment": self.header.env}
         differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
         if not differ:

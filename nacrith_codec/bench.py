@@ -45,8 +45,9 @@ def classical():
 class _Nacrith:
     """nacrith as a bench codec, keeping the coder statistics of the last run."""
 
-    def __init__(self, args):
+    def __init__(self, args, engine: str = "llama.cpp"):
         self.options = {k: v for k, v in (("model", args.model), ("threads", args.threads)) if v}
+        self.engine = engine
         self.stats = {}
 
     def __iter__(self):  # (compress, decompress), like the classical entries
@@ -54,7 +55,7 @@ class _Nacrith:
 
     def compress(self, data):
         from .api import NacrithCompressor
-        c = NacrithCompressor(content_size=len(data), **self.options)
+        c = NacrithCompressor(content_size=len(data), engine=self.engine, **self.options)
         out = c.compress(data) + c.flush()
         self.stats = {"compress": c.stats}
         return out
@@ -117,7 +118,10 @@ def main(argv=None) -> int:
     p.add_argument("--streams", default="8",
                    help="with --raw: comma-separated stream counts to measure (default 8)")
     p.add_argument("--limit", type=int, metavar="BYTES",
-                   help="with --raw: measure only the first BYTES of each file")
+                   help="measure only the first BYTES of each file")
+    p.add_argument("--engine", default="llama.cpp", metavar="NAMES",
+                   help="comma-separated engines to measure nacrith with, one row each, in "
+                        "one run (default llama.cpp; llama.cpp,exact compares them)")
     p.add_argument("--chart", metavar="PNG",
                    help="also draw bits per byte and speed per codec into PNG (needs matplotlib)")
     args = p.parse_args(argv)
@@ -143,19 +147,21 @@ def main(argv=None) -> int:
         return 0
     codecs = dict(classical())
     if not args.only_classical:
-        codecs["nacrith"] = _Nacrith(args)
-    print(f"{'file':24} {'codec':10} {'bytes':>10} {'bpb':>7} {'comp s':>9} {'decomp s':>9}")
+        engines = args.engine.split(",")
+        for engine in engines:
+            codecs["nacrith" if len(engines) == 1 else f"nacrith:{engine}"] = _Nacrith(args, engine)
+    print(f"{'file':24} {'codec':16} {'bytes':>10} {'bpb':>7} {'comp s':>9} {'decomp s':>9}")
     rows = []
     for path in args.files:
         with open(path, "rb") as f:
-            data = f.read()
-        print(f"{os.path.basename(path):24} {'original':10} {len(data):10d}")
+            data = f.read(args.limit) if args.limit else f.read()
+        print(f"{os.path.basename(path):24} {'original':16} {len(data):10d}")
         for name, codec in codecs.items():
-            verify = not (args.no_decompress and name == "nacrith")
+            verify = not (args.no_decompress and name.startswith("nacrith"))
             row = measure(name, codec, data, verify)
             rows.append(dict(row, original=len(data)))
             dtime = f"{row['decompress_s']:9.3f}" if row["decompress_s"] is not None else f"{'-':>9}"
-            print(f"{'':24} {name:10} {row['size']:10d} {row['bpb']:7.3f} "
+            print(f"{'':24} {name:16} {row['size']:10d} {row['bpb']:7.3f} "
                   f"{row['compress_s']:9.3f} {dtime}", flush=True)
             if isinstance(codec, _Nacrith):
                 print(f"{'':24}   ({codec.report()})", flush=True)

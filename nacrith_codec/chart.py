@@ -29,7 +29,7 @@ def draw(rows, path: str, title: str = ""):
     names = list(totals)
     bpb = [8 * size / max(original, 1) for original, size, _ in totals.values()]
     speed = [original / max(seconds, 1e-9) for original, _, seconds in totals.values()]
-    colors = ["tab:red" if name == "nacrith" else "tab:gray" for name in names]
+    colors = ["tab:red" if name.startswith("nacrith") else "tab:gray" for name in names]
 
     fig, (left, right) = pyplot.subplots(1, 2, figsize=(10, 0.5 * len(names) + 1.6),
                                          sharey=True, layout="constrained")

@@ -28,7 +28,7 @@ import tempfile
 import time
 
 from . import __version__
-from .config import MODEL_ALONE
+from .config import ENGINES, MODEL_ALONE
 from .container import SUFFIX
 from .errors import NacrithError
 from .writes import write_all
@@ -105,16 +105,20 @@ def add_codec_arguments(p: argparse.ArgumentParser):
     g.add_argument("--mixer-rate-ppm", type=int, metavar="R", help="mixer rate (0: fixed)")
     g.add_argument("--skip-ppm", type=int, metavar="P",
                    help="skip the model when a match is this sure (default 0: never; try 950000)")
+    g.add_argument("--engine", choices=ENGINES,
+                   help="what computes the model's logits: llama.cpp (default: fast, any GGUF "
+                        "model, but its streams decode only with the same llama.cpp build and "
+                        "CPU features) or exact (the bundled model's logits in integer "
+                        "arithmetic: streams that decode on any machine, 2.5x slower)")
     g.add_argument("--float-bits", type=int, choices=(32, 64),
-                   help="precision of the predictors' arithmetic (default 32; 64 does not "
-                        "depend on numpy's SIMD kernels, and is slower)")
+                   help="precision of the predictors' arithmetic (default 32)")
     g.add_argument("--model-alone", action="store_true",
                    help="no online predictors: the language model's probabilities only")
 
 
 def codec_options(args) -> dict:
     names = ("block_size", "streams", "window", "slide", "ngram_order", "match_min",
-             "bias_rate_ppm", "mixer_rate_ppm", "skip_ppm", "float_bits")
+             "bias_rate_ppm", "mixer_rate_ppm", "skip_ppm", "float_bits", "engine")
     options = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     if args.model_alone:
         options.update(MODEL_ALONE)

@@ -32,6 +32,7 @@ PRECISION = 24  # bits of the integer models' frequencies
 RUN_OUT_BITS = 128  # information decoded past the payload's end at most (64 honestly)
 _TICKS = 1 << PRECISION  # per bit, in the count past the payload's end
 _MARGIN = 2.0 ** (2 - PRECISION)  # what quantization can add to a probability, and more
+_FLOOR = 2.0 ** -PRECISION  # a symbol's smallest probability in the integer model
 _BYTE = constriction.stream.model.Uniform(256)
 RangeEncoder = constriction.stream.queue.RangeEncoder
 RangeDecoder = constriction.stream.queue.RangeDecoder
@@ -48,7 +49,8 @@ class SymbolEncoder:
         escaped = symbols >= self.n_vocab
         index = np.where(escaped, self.n_vocab, symbols).astype(np.int32)
         self._coder.encode(index, _FAMILY, probs)
-        self.model_bits -= float(np.log2(probs[np.arange(len(index)), index]).sum())
+        p = probs[np.arange(len(index)), index].astype(np.float64)  # (statistics only)
+        self.model_bits -= float(np.log2(np.maximum(p, _FLOOR)).sum())
         if escaped.any():
             self._coder.encode((symbols[escaped] - self.n_vocab).astype(np.int32), _BYTE)
             self.model_bits += 8.0 * int(escaped.sum())

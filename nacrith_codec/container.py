@@ -249,6 +249,8 @@ def pack_header(h: Header) -> bytes:
     if h.version >= COMPACT:
         body = _pack_compact(h)
     else:
+        if len(h.model_sha256) != 32:
+            raise ValueError("a version 1-5 header holds the model's whole SHA-256")
         body = bytearray([_FLAG_CONTENT_SIZE if h.content_size is not None else 0])
         body += h.model_sha256
         for name in _config_fields(h.version):

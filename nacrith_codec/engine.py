@@ -27,10 +27,11 @@ _engines: dict[str, "Engine"] = {}
 IDLE_CONTEXTS = 2  # per engine: a compressor and its verifier, or two threads, reuse theirs
 
 
-def environment_json(n_gpu_layers: int = 0) -> str:
-    """The header's record of the environment the predictions depend on: llama.cpp's
-    build and CPU features, numpy's (no model needed)."""
-    env = {**llm.environment(), **predict.environment()}
+def environment_json(n_gpu_layers: int = 0, numpy: bool = False) -> str:
+    """The header's record of the environment a llama.cpp engine's predictions depend on:
+    llama.cpp's build and CPU features, and for format versions 1-5 (whose ensemble used
+    numpy's exp) numpy's version and SIMD kernels (no model needed)."""
+    env = {**llm.environment(), **(predict.environment() if numpy else {})}
     if n_gpu_layers:  # offloaded layers run other kernels: other logits
         env["gpu_layers"] = n_gpu_layers
     return json.dumps(env, sort_keys=True, separators=(",", ":"))
@@ -87,4 +88,5 @@ class Engine:
 
     def check_memory(self, config, limit: int) -> int:
         """The bytes a decoder of ``config`` needs; MemoryLimitError over ``limit``."""
-        return memory.check(config, self.model.n_vocab, self.model.kv_bytes_per_token, limit)
+        return memory.check(config, self.model.n_vocab, self.model.kv_bytes_per_token, limit,
+                            getattr(self.model, "score_bytes", 0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import classical, container
 from .errors import TruncatedError
+from .model_file import DEFAULT_FILE
 from .sequence import check_next
 
 
@@ -26,7 +27,8 @@ def describe(data) -> dict:
         for method, size in record.methods().items():
             name = classical.NAMES[method]
             methods[name] = methods.get(name, 0) + size
-    return {"format_version": header.version, "model": header.model_name,
+    return {"format_version": header.version, "model": header.model_name or DEFAULT_FILE,
+            "engine": header.config.engine,
             "model_sha256": header.model_sha256.hex(), "config": header.config.as_dict(),
             "environment": container.environment(header.env) or header.env,
             "original_size": record.total_len,

@@ -31,7 +31,12 @@ def _quiet_log(level, text, user_data):  # llama.cpp logs every tensor it loads
 def _llama():
     """Import llama_cpp on first use, so that ``import nacrith_codec`` stays cheap."""
     global _initialized
-    import llama_cpp
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise NacrithError(f"the llama.cpp engine needs llama-cpp-python, which cannot be "
+                           f"imported here ({exc}): install it (README, \"Install\"); "
+                           "streams of the exact engine decode without it") from exc
 
     with _init_lock:
         if not _initialized:

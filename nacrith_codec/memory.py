@@ -1,7 +1,8 @@
 """The memory a stream's decoder needs, known from its header before anything is allocated.
 
 A header's parameters decide what a decoder allocates: the model's KV cache
-(``streams * window`` tokens, about 23 KB each for SmolLM2), the N-gram and
+(``streams * window`` tokens, about 23 KB each for SmolLM2 on llama.cpp, 47.5 KB on
+the exact engine, whose attention also holds a step's scores), the N-gram and
 match tables, vocabulary-wide buffers per stream, and a block's bytes.  A
 decoder works that out from the header and the model's shape first and
 refuses, with a MemoryLimitError saying how to raise the limit, a stream that
@@ -29,6 +30,7 @@ ENV = "NACRITH_MEMLIMIT"
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _ENGINE_BASE = 16 << 20  # llama.cpp's compute buffers and the like (measured about 4 MiB)
 _VOCAB_ROWS = 8  # vocabulary-wide arrays per stream of a step (buffers and temporaries)
+_EXACT_VOCAB_ROWS = 16  # and float64 ones with the exact softmax's table (version 6)
 
 
 def parse_size(text: str) -> int:
@@ -55,12 +57,17 @@ def resolve(memlimit=None) -> int:
     return int(memlimit)
 
 
-def needed(config, n_vocab: int, kv_bytes_per_token: int) -> int:
-    """Bytes a decoder of streams with ``config`` allocates at most (an upper bound)."""
+def needed(config, n_vocab: int, kv_bytes_per_token: int, score_bytes: int = 0) -> int:
+    """Bytes a decoder of streams with ``config`` allocates at most (an upper bound);
+    ``score_bytes``: what the engine holds per row of a step and token of its window."""
     c = config
+    rows = c.streams * c.max_pending
     engine = c.streams * c.window * kv_bytes_per_token + _ENGINE_BASE
+    engine += rows * c.window * score_bytes
     engine += 4 * n_vocab * max(8, c.streams * c.max_pending)  # logits of a step
     vocab = _VOCAB_ROWS * c.streams * (n_vocab + 1) * c.float_bits // 8
+    if c.exact:
+        vocab += _EXACT_VOCAB_ROWS * c.streams * (n_vocab + 1) * 8
     tables = 0
     if c.ensemble:
         tables += (1 << c.ngram_bits) * (4 + 8 * SLOTS) if c.ngram_order else 0
@@ -74,9 +81,9 @@ def _mib(nbytes: int) -> str:
     return f"{nbytes / (1 << 20):,.0f} MiB" if nbytes >= 1 << 20 else f"{nbytes:,} bytes"
 
 
-def check(config, n_vocab: int, kv_bytes_per_token: int, limit: int) -> int:
+def check(config, n_vocab: int, kv_bytes_per_token: int, limit: int, score_bytes: int = 0) -> int:
     """The bytes needed; MemoryLimitError when over ``limit`` (0: none), nothing allocated."""
-    need = needed(config, n_vocab, kv_bytes_per_token)
+    need = needed(config, n_vocab, kv_bytes_per_token, score_bytes)
     if limit and need > limit:
         raise MemoryLimitError(
             f"decoding this stream needs about {_mib(need)} ({config.streams} streams x "

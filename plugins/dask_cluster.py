@@ -42,6 +42,7 @@ from distributed import Client, LocalCluster, as_completed
 from distributed.comm import get_address_host
 
 from nacrith_codec import container
+from nacrith_codec.api import header_for
 from nacrith_codec.config import CodecConfig
 from nacrith_codec.errors import (CorruptError, EnvironmentMismatchError, ModelMismatchError,
                                   NacrithError)
@@ -396,10 +397,13 @@ def connect(client=None, workers: int | None = None, silence_logs: int = logging
 
 
 def _settings(client: Client, model, n_gpu_layers: int, **fields) -> tuple:
-    """Settings for a run, after checking that every worker has the same model and
-    environment (their blocks must decode anywhere the stream says they will)."""
+    """Settings for a run, after checking that every worker has the same model and, for
+    the llama.cpp engine, the same environment (their blocks must decode anywhere the
+    stream says they will; the exact engine's decode anywhere, so workers of any CPU share
+    a job).  Decoding checks each stream against its own header instead."""
     client.wait_for_workers(1)
-    described = client.run(dask_tasks.describe, model, n_gpu_layers)
+    engine = fields["config"].engine if fields.get("config") is not None else "exact"
+    described = client.run(dask_tasks.describe, model, n_gpu_layers, engine)
     kinds = {(d["sha256"], d["env"]) for d in described.values()}
     if len(kinds) > 1:
         error = (ModelMismatchError if len({sha for sha, _ in kinds}) > 1
@@ -511,8 +515,8 @@ def compress_files(inputs, dest: str, *, client=None, workers: int | None = None
         target = f"{root}/{item.relative}{SUFFIX}"
         report = FileReport(item.fs.unstrip_protocol(item.path), target_fs.unstrip_protocol(target),
                             bytes_in=item.size)
-        writer = container.StreamWriter(container.Header(
-            config, bytes.fromhex(settings.sha256), model_name, settings.env, item.size))
+        writer = container.StreamWriter(header_for(config, settings.sha256, model_name,
+                                                   settings.env, item.size))
         url, step = item.fs.unstrip_protocol(item.path), config.block_size
 
         def size(i):

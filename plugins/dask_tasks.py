@@ -37,11 +37,13 @@ from nacrith_codec.workers import local_coder
 PROGRESS_TOPIC = "nacrith-progress"
 
 
-def describe(model, n_gpu_layers: int) -> dict:
-    """This worker's model and environment (run on every worker before any work)."""
+def describe(model, n_gpu_layers: int, engine: str = "exact") -> dict:
+    """This worker's model and, for the llama.cpp engine, its environment (run on every
+    worker before any work; the exact engine's results depend on no environment)."""
     path = resolve_model_path(model)
     return {"sha256": fingerprint(path), "model_name": os.path.basename(path),
-            "env": environment_json(n_gpu_layers), "cores": cores()}
+            "env": environment_json(n_gpu_layers) if engine == "llama.cpp" else "",
+            "cores": cores()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +107,8 @@ def _model_path(settings: Settings) -> str:
     """This worker's model file, after checking that it codes as the run requires."""
     key = (settings.model, settings.n_gpu_layers, settings.sha256, settings.env)
     if key not in _checked:
-        mine = describe(settings.model, settings.n_gpu_layers)
+        engine = settings.config.engine if settings.config is not None else "exact"
+        mine = describe(settings.model, settings.n_gpu_layers, engine)
         if mine["sha256"] != settings.sha256:
             raise ModelMismatchError(
                 f"worker {get_worker().address} has the model {mine['model_name']!r} "

@@ -27,7 +27,7 @@ import os
 
 import fsspec.compression
 
-from nacrith_codec.config import CodecConfig
+from nacrith_codec.config import ENGINES, CodecConfig
 from nacrith_codec.file import NacrithFile
 from nacrith_codec.sniff import NETCDF_SIGNATURES
 
@@ -38,14 +38,19 @@ _OPTION_NAMES = {f.name for f in dataclasses.fields(CodecConfig)} | {"threads"}
 
 
 def env_options() -> dict:
-    """Codec options from ``NACRITH_OPTIONS`` ("name=value,..."), checked by name."""
+    """Codec options from ``NACRITH_OPTIONS`` ("name=value,..."), checked by name: integers,
+    and ``engine=exact`` or ``engine=llama.cpp``."""
     options = {}
     for item in filter(None, os.environ.get("NACRITH_OPTIONS", "").split(",")):
         name, _, value = item.partition("=")
-        name = name.strip()
-        if name not in _OPTION_NAMES or not value.strip().isdigit():
+        name, value = name.strip(), value.strip()
+        if name == "engine" and value in ENGINES:
+            options[name] = value
+            continue
+        if name not in _OPTION_NAMES or name == "engine" or not value.isdigit():
             raise ValueError(f"NACRITH_OPTIONS: {item!r} is not name=integer with a name "
-                             f"among {sorted(_OPTION_NAMES)}")
+                             f"among {sorted(_OPTION_NAMES - {'engine'})}, or engine=NAME "
+                             f"with a name among {list(ENGINES)}")
         options[name] = int(value)
     return options
 

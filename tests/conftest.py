@@ -1,6 +1,13 @@
-"""Shared fixtures.  Every round trip runs the real SmolLM2-135M through llama.cpp;
-inputs are small and the window short so that the suite stays fast and the
-sliding window, stream splitting and block boundaries all run."""
+"""Shared fixtures.  Every round trip runs the real SmolLM2-135M; inputs are small and
+the window short so that the suite stays fast and the sliding window, stream
+splitting and block boundaries all run.
+
+The exact engine is tested by test_exact.py, the golden streams and the round trips
+of test_roundtrip.py; the tests of framing, damage, front ends and plugins, which do
+not depend on what computes the logits, code their inputs with ``SMALL`` on the
+llama.cpp engine (the default): on two cores it runs a one- or two-stream step in
+about a tenth of the exact engine's time (which reads its float32 weights, 537 MB,
+once per step whatever the number of streams)."""
 
 import pathlib
 
@@ -8,8 +15,10 @@ import pytest
 
 FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures"
 
-#: Small coding parameters: 2 streams of >= 16 tokens, 48-token windows.
-SMALL = dict(streams=2, min_stream_tokens=16, window=48, slide=16)
+#: Small coding parameters: 2 streams of >= 16 tokens, 48-token windows, llama.cpp.
+SMALL = dict(streams=2, min_stream_tokens=16, window=48, slide=16, engine="llama.cpp")
+#: The same on the exact engine.
+EXACT_SMALL = {**SMALL, "engine": "exact"}
 
 
 def stream_parts(packed: bytes):

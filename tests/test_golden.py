@@ -1,11 +1,12 @@
 """Streams written by earlier versions decode forever (see fixtures/make_golden.py).
 
-Every golden stream so far is coded by the llama.cpp engine, whose logits depend on
-the llama.cpp build and numpy's kernels: such a stream must decode to its original
-bytes wherever the environment matches the writer's, and anywhere else decode to
-its original bytes or raise EnvironmentMismatchError naming what differs. Nothing
-else is allowed: wrong bytes, another error, or a failure where everything the
-stream's arithmetic depends on is the same.
+The streams of the exact engine (version 6, v6-* but v6-llama) decode to their
+original bytes on every machine: nothing else is allowed.  The streams of the
+llama.cpp engine (versions 1-5 and v6-llama), whose logits depend on the llama.cpp
+build and numpy's kernels, must decode to their original bytes wherever the
+environment matches the writer's, and anywhere else decode to their original bytes
+or raise EnvironmentMismatchError naming what differs: never wrong bytes, another
+error, or a failure where everything the stream's arithmetic depends on is the same.
 """
 
 import json
@@ -33,13 +34,15 @@ def test_golden_stream_decodes_or_names_the_environment(stream):
         decoded = nc.decompress(packed)
     except nc.EnvironmentMismatchError as exc:
         header = container.parse_header(packed)[0]
-        writer, here = json.loads(header.env), json.loads(environment_json(0))
+        assert header.config.engine == "llama.cpp", "an exact stream must decode anywhere"
+        writer = json.loads(header.env)
+        here = json.loads(environment_json(0, numpy=not header.config.exact))
         differ = sorted(k for k in set(writer) | set(here) if writer.get(k) != here.get(k))
         assert all(f"{k}: writer" in str(exc) for k in differ)
         # only what the stream's arithmetic depends on may explain a failure: llama.cpp's
-        # build always, numpy's kernels only for float32 predictors (format version 4)
+        # build always, numpy's kernels only for float32 predictors of versions 4 and 5
         relevant = {"cpu", "llama_cpp_python", "gpu_layers"}
-        if header.config.float_bits == 32:
+        if header.config.float_bits == 32 and not header.config.exact:
             relevant |= {"numpy", "numpy_simd"}
         assert relevant & set(differ), f"failed although {sorted(relevant)} match: {exc}"
         return

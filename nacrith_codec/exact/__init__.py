@@ -27,6 +27,9 @@ class ExactModel:
         self.n_vocab, self.bos, self.pieces = (self.network.n_vocab, self.network.bos,
                                                self.network.pieces)
         self.kv_bytes_per_token = self.network.kv_bytes_per_token
+        # a step's attention temporaries per row and cached token: float64 scores and
+        # weights of every query head, about eight arrays of them at once
+        self.score_bytes = 8 * 8 * self.network.shape.heads
         self._vocab = None
         self._lock = threading.Lock()
 

@@ -1,7 +1,7 @@
 """Vocabulary-wide arithmetic of the ensemble, exact on every machine (format version 6).
 
 What numpy leaves to the CPU (the SIMD kernels of ``exp``, the order of a
-sum's additions) is fixed here: exp comes from ``tables``, sums over the
+sum's additions) is fixed here: exp comes from a table of ``tables.exp`` on a grid, sums over the
 vocabulary are sums of integers (exact in float64 in any order), and small
 reductions over features, candidates or rows are written out in one order.
 Versions 1-5 keep numpy's arithmetic (``legacy_*``), which their streams need.
@@ -9,19 +9,37 @@ Versions 1-5 keep numpy's arithmetic (``legacy_*``), which their streams need.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import tables
 
-EXP_ONE = float(1 << 30)  # a softmax's terms are integers up to 2**30: sums below 2**53
+EXP_ONE = float(1 << 36)  # a softmax's terms are integers up to 2**36: sums below 2**53
+SOFTMAX_STEP = 4096  # the exponent's grid: terms are e**x for x rounded to 1/4096
+#: e**-26 * 2**36 < 0.5: every term below is 0 (probabilities under about 1e-11, below
+#: the range coder's smallest frequency of 2**-24 anyway, which every symbol keeps)
+_SOFTMAX_SPAN = 26 * SOFTMAX_STEP
 P_ONE = 1 << 20  # fixed point of probabilities in an expectation
-V_ONE = 1 << 12  # and of the values (logits up to 2**17: products below 2**63)
+V_ONE = 1 << 12  # and of the values (|values| < 2**19: every partial sum below 2**52)
+
+
+@functools.lru_cache(maxsize=None)
+def _terms() -> np.ndarray:
+    grid = -np.arange(_SOFTMAX_SPAN + 1, dtype=np.float64) / SOFTMAX_STEP
+    table = np.rint(tables.exp(grid) * EXP_ONE)
+    table[-1] = 0.0
+    return table
 
 
 def softmax(z: np.ndarray, never=None, scale=1.0) -> np.ndarray:
     """softmax of the rows of ``z`` times ``scale`` (a number or one per row), in place,
     tokens ``never`` set to 0; every operation correctly rounded, every sum exact."""
-    terms = np.rint(tables.exp(z - z.max(axis=1, keepdims=True)) * EXP_ONE)
+    if z.shape[1] * EXP_ONE >= 2.0 ** 53:
+        raise ValueError(f"a softmax over {z.shape[1]} tokens would not sum exactly")
+    x = z - z.max(axis=1, keepdims=True)  # <= 0, in z's precision
+    index = np.minimum(x * -float(SOFTMAX_STEP), float(_SOFTMAX_SPAN))
+    terms = _terms()[np.rint(index).astype(np.int32)]
     if never is not None:
         terms[:, never] = 0.0
     total = terms.sum(axis=1)  # integers below 2**53: exact whatever the order
@@ -42,10 +60,12 @@ def legacy_softmax(z: np.ndarray, never=None, scale=1.0) -> np.ndarray:
 
 def expectation(probs: np.ndarray, values: np.ndarray) -> np.ndarray:
     """sum_v probs[s, v] * values[s, v] per row, in integers: probabilities to 2**-20,
-    values to 2**-12 (|values| < 2**19), summed exactly in int64."""
-    p = np.rint(probs.astype(np.float64) * P_ONE).astype(np.int64)
-    v = np.rint(np.clip(values.astype(np.float64), -(1 << 19), 1 << 19) * V_ONE).astype(np.int64)
-    return np.einsum("sv,sv->s", p, v).astype(np.float64) / float(P_ONE * V_ONE)
+    values to 2**-12 (|values| < 2**19).  Every product and partial sum is an integer
+    below 2**52 (the probabilities sum to about 2**20), so float64 adds them exactly in
+    any order."""
+    p = np.rint(probs.astype(np.float64) * P_ONE)
+    v = np.rint(np.clip(values.astype(np.float64), -(1 << 19), 1 << 19) * V_ONE)
+    return np.einsum("sv,sv->s", p, v) / float(P_ONE * V_ONE)
 
 
 def weighted(feat: np.ndarray, w: np.ndarray) -> np.ndarray:

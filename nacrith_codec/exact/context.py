@@ -77,10 +77,10 @@ class Context:
             self.cached[stream] += k
             self.position[stream] += k
             self.pending[stream] = 0
-        logits = self._forward(np.array(tokens), np.array(seq), np.array(slot), np.array(pos))
-        return logits[last]
+        return self._forward(np.array(tokens), np.array(seq), np.array(slot), np.array(pos),
+                             np.array(last))
 
-    def _forward(self, tokens, seq, slot, pos) -> np.ndarray:
+    def _forward(self, tokens, seq, slot, pos, last) -> np.ndarray:
         net, s = self.network, self.network.shape
         x = net.embedding[tokens]
         c, sn = tables.rotation(pos, s.rope_base, s.head_dim)
@@ -107,7 +107,7 @@ class Context:
             h = (g * tables.sigmoid(g)) * u
             hq, hs = quantize(h)
             x = x + layer["down"](hq, hs)
-        xq, xs = net.norm(x, net.final_norm)
+        xq, xs = net.norm(x[last], net.final_norm)  # logits only where they are used
         return net.output(xq, xs).astype(np.float32)
 
     def _attend(self, layer: int, q, seq, slot) -> np.ndarray:
@@ -115,11 +115,13 @@ class Context:
         s = self.network.shape
         n, group = len(seq), s.heads // s.kv_heads
         span = int(slot.max()) + 1
-        if np.array_equal(seq, np.arange(n)):
-            keys = self.keys[layer, :n, :, :, :span]
-            kscale = self.key_scale[layer, :n, :, :span]
-            values = self.values[layer, :n, :, :span]
-            vscale = self.value_scale[layer, :n, :, :span]
+        first = int(seq[0])
+        if np.array_equal(seq, np.arange(first, first + n)):  # one slice of the cache: no copy
+            rows = slice(first, first + n)
+            keys = self.keys[layer, rows, :, :, :span]
+            kscale = self.key_scale[layer, rows, :, :span]
+            values = self.values[layer, rows, :, :span]
+            vscale = self.value_scale[layer, rows, :, :span]
         else:
             keys = self.keys[layer, seq, :, :, :span]
             kscale = self.key_scale[layer, seq, :, :span]
