@@ -16,6 +16,8 @@ import resource
 import sys
 import time
 
+from .config import MODEL_ALONE
+
 
 def _ppmd():
     import pyppmd  # a py7zr dependency: 7-Zip's PPMd (variant H), order 6, 16 MiB
@@ -47,6 +49,7 @@ class _Nacrith:
 
     def __init__(self, args, engine: str = "llama.cpp"):
         self.options = {k: v for k, v in (("model", args.model), ("threads", args.threads)) if v}
+        self.codec = dict(MODEL_ALONE) if args.model_alone else {}
         self.engine = engine
         self.stats = {}
 
@@ -55,7 +58,8 @@ class _Nacrith:
 
     def compress(self, data):
         from .api import NacrithCompressor
-        c = NacrithCompressor(content_size=len(data), engine=self.engine, **self.options)
+        c = NacrithCompressor(content_size=len(data), engine=self.engine, **self.codec,
+                              **self.options)
         out = c.compress(data) + c.flush()
         self.stats = {"compress": c.stats}
         return out
@@ -119,6 +123,8 @@ def main(argv=None) -> int:
                    help="with --raw: comma-separated stream counts to measure (default 8)")
     p.add_argument("--limit", type=int, metavar="BYTES",
                    help="measure only the first BYTES of each file")
+    p.add_argument("--model-alone", action="store_true",
+                   help="nacrith without its online predictors: the model's probabilities only")
     p.add_argument("--engine", default="llama.cpp", metavar="NAMES",
                    help="comma-separated engines to measure nacrith with, one row each, in "
                         "one run (default llama.cpp; llama.cpp,exact compares them)")

@@ -37,3 +37,18 @@ def test_numpy_on_other_simd_kernels_decodes_exactly(english):
                        env=env, timeout=600)
     assert r.returncode == 0, r.stderr.decode()[-2000:]
     assert r.stdout == english[:300]
+
+
+def test_an_old_float32_stream_on_other_simd_kernels_decodes_or_names_numpy():
+    """A version 5 stream's ensemble used numpy's float32 exp: under numpy's SSE kernels it
+    decodes exactly, or fails with EnvironmentMismatchError naming numpy_simd (measured
+    here: it fails), never with other bytes."""
+    from conftest import FIXTURES
+    stream = FIXTURES / "golden" / "v5-blocks.nc"
+    env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"}
+    r = subprocess.run([sys.executable, "-c", DECODE], input=stream.read_bytes(),
+                       capture_output=True, env=env, timeout=600)
+    if r.returncode == 0:
+        assert r.stdout == stream.with_suffix(".bin").read_bytes()
+    else:
+        assert b"EnvironmentMismatchError" in r.stderr and b"numpy_simd" in r.stderr, r.stderr
