@@ -110,7 +110,8 @@ def test_bench_raw_sets_the_codec_beside_llama_cpp_alone(text_file):
     for row in rows:
         raw, compress, decompress = float(row[3]), float(row[4]), float(row[6])
         assert raw > 0 and compress > 0 and decompress > 0
-        assert row[5] == f"{100 * compress / raw:.0f}%"
+        # the share is computed before the rates are rounded for printing: within a point
+        assert abs(float(row[5].rstrip("%")) - 100 * compress / raw) <= 1
         shares = [float(x.rstrip("%")) for x in row[10:] if x != "/"]
         assert len(shares) == 4 and 95 <= sum(shares) <= 105  # model, predictors, coder, rest
 
