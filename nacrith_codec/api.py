@@ -298,8 +298,8 @@ class NacrithDecompressor(_Coding):
         """``error`` (a model-coded block failed to decode), or an EnvironmentMismatchError
         naming what differs when the stream was written in another environment: other
         predictions make the range decoder go astray in any of several ways."""
-        if classical.TEXT not in block.methods() or not self.header.env:
-            return error  # the model played no part, or its engine is exact
+        if classical.TEXT not in block.methods() or self.header.config.engine == "exact":
+            return error  # the model played no part, or its logits depend on no environment
         ours = json.loads(environment_json(self._gpu, numpy=not self.header.config.exact))
         theirs = container.environment(self.header.env) or {"environment": self.header.env}
         differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))

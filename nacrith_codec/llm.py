@@ -117,7 +117,27 @@ _DECODE_ERRORS = {  # llama_decode's return codes (llama.h)
 }
 
 
-class Context:
+class StreamTokens:
+    """What every engine's context keeps per stream: the tokens waiting to be fed
+    (``push``), how many wait, and how many are cached."""
+
+    def __init__(self, streams: int, pending: int):
+        self.waiting = np.zeros((streams, pending), dtype=np.int32)
+        self.pending = np.zeros(streams, dtype=np.int64)
+        self.cached = np.zeros(streams, dtype=np.int64)
+
+    def reset(self):
+        self.cached[:] = 0
+        self.pending[:] = 0
+
+    def push(self, tokens: np.ndarray):
+        """Append tokens[i] to the waiting tokens of stream i, for the first len(tokens)."""
+        live = len(tokens)
+        self.waiting[np.arange(live), self.pending[:live]] = tokens
+        self.pending[:live] += 1
+
+
+class Context(StreamTokens):
     """B streams decoded in lockstep with a sliding window of ``window`` tokens.
 
     Each stream holds the tokens waiting to be fed (``push``); ``step(rows)``
@@ -161,9 +181,7 @@ class Context:
         self._pos = np.ctypeslib.as_array(self.batch.pos, (capacity,))
         self._logits = np.ctypeslib.as_array(self.batch.logits, (capacity,))
         self._seq = [self.batch.seq_id[i] for i in range(capacity)]
-        self.waiting = np.zeros((streams, pending), dtype=np.int32)
-        self.pending = np.zeros(streams, dtype=np.int64)
-        self.cached = np.zeros(streams, dtype=np.int64)
+        super().__init__(streams, pending)
 
     def close(self):
         """Free llama.cpp's context now (also done when the object is collected)."""
@@ -171,14 +189,7 @@ class Context:
 
     def reset(self):
         _llama().llama_memory_clear(self.memory, True)
-        self.cached[:] = 0
-        self.pending[:] = 0
-
-    def push(self, tokens: np.ndarray):
-        """Append tokens[i] to the waiting tokens of stream i, for the first len(tokens)."""
-        live = len(tokens)
-        self.waiting[np.arange(live), self.pending[:live]] = tokens
-        self.pending[:live] += 1
+        super().reset()
 
     def _slide(self, seq: int):
         L, lo, hi = _llama(), self.sink, self.sink + self.slide

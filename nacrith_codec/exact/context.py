@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..llm import StreamTokens
 from . import tables
 from .network import CACHE_LEVELS, Network, halves, joined, product, quantize, rope
 
@@ -23,7 +24,7 @@ _MASKED = -1e300
 VALUE_CHUNK = (1 << 24) // (255 * 127)  # slots per exact float32 value product (518)
 
 
-class Context:
+class Context(StreamTokens):
     def __init__(self, network: Network, streams: int, window: int, slide: int, sink: int,
                  threads: int | None = None, pending: int = 1):
         self.model = self.network = network
@@ -35,23 +36,15 @@ class Context:
         self.key_scale = np.zeros(shape)
         self.values = np.zeros(shape + (s.head_dim,), dtype=np.float32)
         self.value_scale = np.zeros(shape)
-        self.waiting = np.zeros((streams, pending), dtype=np.int32)
-        self.pending = np.zeros(streams, dtype=np.int64)
-        self.cached = np.zeros(streams, dtype=np.int64)
+        super().__init__(streams, pending)
         self.position = np.zeros(streams, dtype=np.int64)  # of the next token fed
 
     def close(self):
         self.keys = self.values = self.key_scale = self.value_scale = None
 
     def reset(self):
-        self.cached[:] = 0
-        self.pending[:] = 0
+        super().reset()
         self.position[:] = 0
-
-    def push(self, tokens: np.ndarray):
-        live = len(tokens)
-        self.waiting[np.arange(live), self.pending[:live]] = tokens
-        self.pending[:live] += 1
 
     def _slide(self, seq: int):
         lo, hi, end = self.sink, self.sink + self.slide, int(self.cached[seq])
