@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import hashlib
-import json
 import os
 
-from . import classical, container, memory
+from . import container
 from .config import CodecConfig
-from .engine import Engine, environment_json
-from .errors import (CorruptError, EnvironmentMismatchError, FormatError, ModelMismatchError,
-                     NacrithError, TruncatedError, VerifyError)
-from .model_file import DEFAULT_FILE, fingerprint, resolve_model_path
-from .sequence import decode_all
-from .workers import Pool, Serial
+from .container.sequence import StreamSequence
+from .engines import Engine, environment
+from .engines.identity import Identity
+from .engines.model_file import DEFAULT_FILE, fingerprint, resolve_model_path
+from .errors import CorruptError, EnvironmentMismatchError
+from .pipeline import memory
+from .pipeline.workers import Pool, Serial
+from .segments import classical
+from .verify import StreamVerifier
 
 #: The keyword options of NacrithCompressor beside CodecConfig's fields.
 COMPRESSOR_OPTIONS = ("model", "config", "threads", "progress", "content_size", "workers",
@@ -94,6 +95,11 @@ class _Coding:
 class NacrithCompressor(_Coding):
     """Incremental compressor: ``compress(chunk)`` then ``flush()``, as lzma's.
 
+    >>> c = NacrithCompressor(engine="exact")  # a stream that decodes on any machine
+    >>> packed = c.compress(b"Down the rabbit-hole. ") + c.compress(b"Alice!") + c.flush()
+    >>> decompress(packed)
+    b'Down the rabbit-hole. Alice!'
+
     Input is buffered up to one block (``block_size`` bytes) and each full
     block is coded as soon as it is complete, so memory stays bounded by one
     block whatever the input size (by ``2 * workers`` blocks with ``workers``
@@ -114,7 +120,7 @@ class NacrithCompressor(_Coding):
                  n_gpu_layers: int = 0, verify: bool = False, **options):
         check_options(options)
         super().__init__(model, threads, progress, workers, n_gpu_layers)
-        self._verifier = (_Verifier(NacrithDecompressor(  # of our own stream: no memlimit
+        self._verifier = (StreamVerifier(NacrithDecompressor(  # of our own stream: no memlimit
             self._model_path, threads=threads, progress=progress, workers=workers,
             n_gpu_layers=n_gpu_layers, memlimit=0)) if verify else None)
         base = config or CodecConfig()
@@ -135,7 +141,7 @@ class NacrithCompressor(_Coding):
         self._start_runner(self.config)
         self._writer = container.StreamWriter(header_for(
             self.config, fingerprint(self._model_path), os.path.basename(self._model_path),
-            environment_json(self._gpu), self._content_size))
+            environment(self._gpu), self._content_size))
         return self._writer.head
 
     def _block(self, data: bytes):
@@ -192,50 +198,25 @@ class NacrithCompressor(_Coding):
             self._verifier.decoder.close()
 
 
-def header_for(config, sha256: str, file_name: str, env: str,
+def header_for(config, sha256: str, file_name: str, env: dict,
                content_size=None) -> container.Header:
     """The header of a stream written now with ``config`` by a model file (its SHA-256 in
-    hex and its name) in environment ``env`` (engine.environment_json): the bundled model
+    hex and its name) in environment ``env`` (engines.environment): the bundled model
     needs no name, and only the llama.cpp engine's streams record the environment."""
     return container.Header(
         config, bytes.fromhex(sha256), "" if file_name == DEFAULT_FILE else file_name,
-        env if config.engine == "llama.cpp" else "", content_size)
-
-
-class _Verifier:
-    """Decodes a compressor's output as it is produced and compares it with the input."""
-
-    def __init__(self, decoder: "NacrithDecompressor"):
-        self.decoder = decoder
-        self._read, self._decoded = hashlib.blake2b(), hashlib.blake2b()
-        self._sizes = [0, 0]
-
-    def check(self, data, out: bytes):
-        self._read.update(data)
-        self._sizes[0] += len(memoryview(data).cast("B"))
-        if not out:
-            return
-        try:
-            decoded = self.decoder.decompress(out)
-        except NacrithError as exc:
-            raise VerifyError(f"verification failed: the stream written does not decode "
-                              f"({type(exc).__name__}: {exc}); the input is intact, do not "
-                              "keep the output") from exc
-        self._decoded.update(decoded)
-        self._sizes[1] += len(decoded)
-
-    def finish(self):
-        if not self.decoder.eof or self.decoder.unused_data:
-            raise VerifyError("verification failed: the stream written does not end where "
-                              "its end record says; do not keep the output")
-        if self._sizes[0] != self._sizes[1] or self._read.digest() != self._decoded.digest():
-            raise VerifyError(f"verification failed: the stream written decodes to other bytes "
-                              f"({self._sizes[1]} bytes for {self._sizes[0]} read); the input "
-                              "is intact, do not keep the output")
+        env if config.engine == "llama.cpp" else {}, content_size)
 
 
 class NacrithDecompressor(_Coding):
     """Incremental decompressor with lzma's interface.
+
+    >>> d = NacrithDecompressor()
+    >>> packed = compress(b"Curiouser and curiouser!")
+    >>> d.decompress(packed[:20]) + d.decompress(packed[20:], max_length=9)
+    b'Curiouser'
+    >>> d.decompress(b""), d.eof
+    (b' and curiouser!', True)
 
     ``decompress(data, max_length=-1)`` returns at most ``max_length`` bytes;
     ``eof`` is true after the end record, ``unused_data`` holds what followed
@@ -258,22 +239,16 @@ class NacrithDecompressor(_Coding):
         self._pending = b""
         self._blocks = collections.deque()  # records being decoded, in order
         self._end = None  # the end record, once read
-        self._index = []  # (raw_len, record_len) of each block read
-        self._digests = []  # of each block read (the END record's content check)
+        self._tally = container.Tally()  # the blocks read, for the END record's check
         self._first = 0  # the number of the first block read (random access: one block alone)
-        self._total = 0
         self.eof = False
         self.needs_input = True
         self.unused_data = b""
 
     def _check_model(self, header):
-        needed, ours = header.model_sha256.hex(), fingerprint(self._model_path)
-        if not ours.startswith(needed):
-            name = header.model_name or DEFAULT_FILE
-            raise ModelMismatchError(
-                f"this stream needs the model {name!r} (sha256 {needed}...), but the "
-                f"model given is {self._model_path} (sha256 {ours}); pass that file "
-                "as model=..., --model or NACRITH_MODEL")
+        ours = Identity(fingerprint(self._model_path), str(self._model_path), {})
+        ours.require(Identity(header.model_sha256.hex(), header.model_name, {}),
+                     "this stream")
 
     def _verified(self, block: container.Block, data: bytes) -> bytes:
         if block.digest and container.digest(data) != block.digest:
@@ -298,10 +273,10 @@ class NacrithDecompressor(_Coding):
         """``error`` (a model-coded block failed to decode), or an EnvironmentMismatchError
         naming what differs when the stream was written in another environment: other
         predictions make the range decoder go astray in any of several ways."""
-        if classical.TEXT not in block.methods() or self.header.config.engine == "exact":
+        if classical.MODEL not in block.methods() or self.header.config.engine == "exact":
             return error  # the model played no part, or its logits depend on no environment
-        ours = json.loads(environment_json(self._gpu, numpy=not self.header.config.exact))
-        theirs = container.environment(self.header.env) or {"environment": self.header.env}
+        ours = environment(self._gpu, numpy=not self.header.config.exact)
+        theirs = self.header.env
         differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
         if not differ:
             return error
@@ -315,28 +290,20 @@ class NacrithDecompressor(_Coding):
         has room."""
         while self._end is None and (self._runner is None
                                      or len(self._runner) < self._runner.limit):
-            parsed = container.parse_record(self._input, 0, self.header, len(self._index),
-                                            self._first + len(self._index))
+            read = len(self._tally.index)
+            parsed = container.parse_record(self._input, 0, self.header, read,
+                                            self._first + read)
             if parsed is None:
                 return
             record, end = parsed
             del self._input[:end]
             if isinstance(record, container.End):
-                content = container.content_digest(self._digests) if record.content else b""
-                if (record.index, record.total_len, record.content) != (
-                        tuple(self._index), self._total, content):
-                    raise CorruptError("corrupt stream: blocks are missing, repeated, misindexed "
-                                       "or taken from another stream")
-                size = self.header.content_size
-                if size is not None and size != self._total:
-                    raise CorruptError("corrupt stream: content size does not match the data")
+                self._tally.check_end(record, self.header)
                 self._end = record
                 self.unused_data = bytes(self._input)
                 self._input.clear()
                 return
-            self._index.append((record.raw_len, end))
-            self._digests.append(record.digest)
-            self._total += record.raw_len
+            self._tally.add(record.raw_len, end, record.digest)
             self._blocks.append(record)
             if self._runner is None:  # the first block: only now is anything allocated
                 self._start_runner(self.header.config)
@@ -388,7 +355,12 @@ class NacrithDecompressor(_Coding):
 
 
 def compress(data, model=None, **options) -> bytes:
-    """Compress ``data`` in one call; options as for ``NacrithCompressor``."""
+    """Compress ``data`` in one call; options as for ``NacrithCompressor``.
+
+    >>> packed = compress(b"We're all mad here.", engine="exact", window=64, slide=16)
+    >>> packed[:4], decompress(packed)
+    (b'NACR', b"We're all mad here.")
+    """
     _check_bytes(data)
     options.setdefault("content_size", memoryview(data).nbytes)
     c = NacrithCompressor(model, **options)
@@ -396,8 +368,30 @@ def compress(data, model=None, **options) -> bytes:
 
 
 def decompress(data, model=None, **options) -> bytes:
-    """Decompress one or more concatenated streams (``sequence``: anything else after a
-    stream is an error); options as for ``NacrithDecompressor``."""
+    """Decompress one or more concatenated streams (``container.sequence``: anything else
+    after a stream is an error); options as for ``NacrithDecompressor``.
+
+    >>> decompress(compress(b"one ") + compress(b"two"))
+    b'one two'
+    >>> decompress(compress(b"one") + b"junk")
+    Traceback (most recent call last):
+        ...
+    nacrith_codec.errors.FormatError: trailing data after the end of stream 1, ...
+    """
     _check_bytes(data)
     check_options(options, DECOMPRESSOR_OPTIONS, config=False)
-    return decode_all(data, lambda: NacrithDecompressor(model, **options))
+    streams = decoder_of_streams(model, **options)
+    try:
+        out = streams.decompress(data)
+        streams.finish()
+    finally:
+        streams.close()
+    return out
+
+
+def decoder_of_streams(model=None, **options) -> StreamSequence:
+    """An incremental decoder of one or more concatenated streams, by the one rule for
+    where input ends (container/sequence.py); call ``finish()`` when the input is
+    exhausted.  Every reader uses it: ``decompress``, file objects, the command line,
+    ``nacrith bench``.  Options as for ``NacrithDecompressor``."""
+    return StreamSequence(lambda: NacrithDecompressor(model, **options))

@@ -5,14 +5,15 @@
     nacrith -t FILE.nc...      test integrity (decode, verify, write nothing)
     nacrith -c / -o OUT / -    stdout, explicit output, stdin
     nacrith info FILE.nc       what a stream holds, without decoding it
-    nacrith bench FILE...      nacrith beside gzip, bzip2, xz and PPMd
+    nacrith bench FILE...      nacrith beside gzip, bzip2, xz and PPMd (nacrith_codec/bench)
     nacrith cluster IN... -o DEST   many files over a Dask cluster (plugins/dask_cli.py)
 
 Exit status: 0 success, 1 an error (the message says which file and why),
 2 bad usage, 130 interrupted (^C), 143 terminated (SIGTERM).  Output is written
 to a temporary file beside the target and renamed when complete, so an
 interrupted run never leaves a file that looks finished (and ^C or SIGTERM
-remove the temporary file; after SIGKILL a hidden ``.nacrith-*.part`` remains).
+remove the temporary file; after SIGKILL a hidden ``.nacrith-*.part`` remains:
+output.py).
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ import os
 import signal
 import stat
 import sys
-import tempfile
 import time
 
 from . import __version__
 from .config import ENGINES, MODEL_ALONE
-from .container import SUFFIX
+from .container import SUFFIX, compressed_name, original_name
 from .errors import NacrithError
-from .writes import write_all
+from .output import Output, write_all
+from .pipeline.stats import bits_per_byte
 _COMMANDS = ("compress", "decompress", "info", "bench", "cluster", "7z")
 
 
@@ -84,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _size(text: str) -> int:
-    from .memory import parse_size
+    from .pipeline.memory import parse_size
     try:
         return parse_size(text)
     except ValueError as exc:
@@ -125,59 +126,6 @@ def codec_options(args) -> dict:
     return options
 
 
-@contextlib.contextmanager
-def atomic_output(path: str, force: bool, like: os.stat_result | None = None):
-    """A file that appears at ``path`` only once everything was written, with the mode and
-    times of ``like`` (the input, as gzip, xz and zstd keep them).  Without ``force`` it is
-    published only if ``path`` does not exist at that moment (two runs racing for one
-    name: the second fails, nothing is overwritten)."""
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{path} is a directory; name an output file")
-    if os.path.lexists(path) and not force:
-        raise FileExistsError(f"{path} already exists; use -f to overwrite it")
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".nacrith-", suffix=".part", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            if like is not None:
-                _copy_metadata(f.fileno(), like)
-            os.fsync(f.fileno())
-        _publish(tmp, path, force)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _publish(tmp: str, path: str, force: bool):
-    """Rename ``tmp`` to ``path``; without ``force`` only if ``path`` is still free."""
-    if force:
-        os.replace(tmp, path)
-        return
-    appeared = FileExistsError(f"{path} appeared while it was being written (another run?); "
-                               "it was left as it is")
-    try:
-        os.link(tmp, path)  # atomic: fails if the name appeared meanwhile
-    except FileExistsError:
-        raise appeared from None
-    except OSError:  # a file system without hard links: check, then rename
-        if os.path.lexists(path):
-            raise appeared from None
-        os.replace(tmp, path)
-        return
-    os.unlink(tmp)
-
-
-def _copy_metadata(fd: int, like: os.stat_result):
-    """Permission bits, times and (where allowed) group of ``like`` onto ``fd``."""
-    with contextlib.suppress(OSError):
-        os.fchown(fd, -1, like.st_gid)
-    os.fchmod(fd, like.st_mode & 0o7777)
-    os.utime(fd, ns=(like.st_atime_ns, like.st_mtime_ns))
-
-
 def progress_bar(args, total):
     """A tqdm bar in bytes on standard error when it is a terminal (None with -q)."""
     if args.quiet:
@@ -209,13 +157,12 @@ class _Classical:
 
 def _coder(args, size, progress):
     """The compressor, or the decoder of one or more concatenated streams."""
-    from .api import NacrithCompressor, NacrithDecompressor
-    from .sequence import StreamSequence
+    from .api import NacrithCompressor, decoder_of_streams
 
     opts = {"model": args.model, "threads": args.threads, "progress": progress,
             "workers": args.workers, "n_gpu_layers": args.gpu_layers}
     if args.decompress:
-        return StreamSequence(lambda: NacrithDecompressor(**opts, memlimit=args.memlimit))
+        return decoder_of_streams(**opts, memlimit=args.memlimit)
     return NacrithCompressor(content_size=size, verify=args.verify, **opts,
                              **codec_options(args))
 
@@ -225,7 +172,7 @@ def _sink(args, dst, like):
         return open(os.devnull, "wb")
     if dst is None:
         return contextlib.nullcontext(sys.stdout.buffer)
-    return atomic_output(dst, args.force, like)
+    return Output(dst, overwrite=args.force, like=like, exists_hint="; use -f to overwrite it")
 
 
 def _pump(args, fin, out, coder, bar, classical) -> tuple[int, int]:
@@ -284,7 +231,7 @@ def _code_file(args, src: str, dst: str | None):
 
 def _report(args, src, dst, n_in, n_out, stats, seconds) -> str:
     original, packed = (n_out, n_in) if args.decompress else (n_in, n_out)
-    bpb = 8 * packed / original if original else 0.0
+    bpb = bits_per_byte(original, packed) or 0.0
     rate = stats.get("tokens", 0) / seconds if seconds else 0.0
     name = "stdin" if src == "-" else src
     target = "OK (verified)" if args.test else "stdout" if dst is None else dst
@@ -319,11 +266,12 @@ def _target(args, src: str) -> str | None:
         if src.endswith(SUFFIX) and not args.force:
             raise _Skip(f"already has {SUFFIX} suffix -- unchanged (use -f to compress it "
                         "again, -d to decompress it)")
-        return src + SUFFIX
-    if not src.endswith(SUFFIX):
+        return compressed_name(src)
+    original = original_name(src)
+    if original is None:
         raise _Skip(f"unknown suffix -- ignored (expected {SUFFIX}); use -o to name the "
                     "output or -c to write to standard output")
-    return src[:-len(SUFFIX)]
+    return original
 
 
 def _verb(args) -> str:
@@ -397,7 +345,7 @@ def _main_code(args) -> int:
 
 
 def _main_info(argv) -> int:
-    from .inspect_stream import describe_all
+    from .container.inspect import streams_info
 
     p = argparse.ArgumentParser(prog="nacrith info", description="Describe nacrith streams.")
     p.add_argument("files", nargs="+", metavar="FILE.nc", help="'-': standard input")
@@ -407,10 +355,10 @@ def _main_info(argv) -> int:
     for path in args.files:
         try:
             if path == "-":
-                streams = describe_all(sys.stdin.buffer.read())
+                streams = streams_info(sys.stdin.buffer.read())
             else:
                 with open(path, "rb") as f:
-                    streams = describe_all(f.read())
+                    streams = streams_info(f.read())
         except (NacrithError, OSError) as exc:
             print(f"nacrith: {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
             status = 1
@@ -433,7 +381,7 @@ def _print_stream(info: dict, indent: str):
         if key in ("config", "bytes_by_method"):
             value = " ".join(f"{k}={v}" for k, v in value.items())
         elif key == "environment":
-            value = json.dumps(value) if isinstance(value, dict) else value
+            value = json.dumps(value) if value else "none (its logits depend on none)"
         elif key == "bpb" and value is not None:
             value = f"{value:.4f}"
         print(f"{indent}{key:16} {_printable(str(value))}")
@@ -462,7 +410,7 @@ def main(argv=None) -> int:
     if command == "info":
         return _main_info(argv)
     if command == "bench":
-        from .bench import main as bench_main
+        from .bench import main as bench_main  # the measuring tools, outside the data path
         return bench_main(argv)
     if command == "cluster":
         return _main_cluster(argv)

@@ -35,7 +35,7 @@ ENGINES = ("llama.cpp", "exact")
 
 @dataclasses.dataclass(frozen=True)
 class CodecConfig:
-    """Parameters of the neural coder.
+    """Parameters of the codec (every one changes the compressed bytes).
 
     block_size: bytes of input per independently decodable block.
     streams: B, the number of token streams of a block decoded in lockstep,

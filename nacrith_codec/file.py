@@ -6,10 +6,9 @@ import builtins
 import io
 import os
 
-from .api import DECOMPRESSOR_OPTIONS, NacrithCompressor, NacrithDecompressor, check_options
+from .api import DECOMPRESSOR_OPTIONS, NacrithCompressor, check_options, decoder_of_streams
+from .output import write_all
 from .random_access import RandomAccessReader, read_index
-from .sequence import StreamSequence
-from .writes import write_all
 
 _READ, _WRITE = "r", "w"
 _CHUNK = 64 << 10  # compressed bytes read at a time by the sequential reader
@@ -30,11 +29,11 @@ def _seekable_index(fp):
 
 class _SequentialReader(io.RawIOBase):
     """Decodes the streams of an unseekable (or unindexable) file in order, by the one
-    rule of ``sequence``: truncation and trailing garbage are NacrithErrors."""
+    rule of ``container.sequence``: truncation and trailing garbage are NacrithErrors."""
 
     def __init__(self, fp, **options):
         self._fp = fp
-        self._streams = StreamSequence(lambda: NacrithDecompressor(**options))
+        self._streams = decoder_of_streams(**options)
 
     def readable(self):
         return True
@@ -238,7 +237,17 @@ class _TextFile(io.TextIOWrapper):
 
 
 def open(filename, mode="rb", *, encoding=None, errors=None, newline=None, **options):
-    """Open a nacrith file in binary or text mode, as lzma.open()."""
+    """Open a nacrith file in binary or text mode, as lzma.open().
+
+    >>> import io
+    >>> buffer = io.BytesIO()
+    >>> with open(buffer, "wt", encoding="utf-8") as f:
+    ...     _ = f.write("Off with her head!")
+    >>> _ = buffer.seek(0)
+    >>> with open(buffer, "rt", encoding="utf-8") as f:
+    ...     f.read()
+    'Off with her head!'
+    """
     if "t" in mode:
         if "b" in mode:
             raise ValueError(f"invalid mode: {mode!r}")

@@ -1,5 +1,12 @@
 """fsspec compression "nacrith": ``fsspec.open(path, mode, compression="nacrith")``.
 
+>>> import fsspec, nacrith_codec
+>>> with fsspec.open("memory://docs/note.txt.nc", "wt", compression="infer") as f:
+...     _ = f.write("Who are you?")
+>>> with fsspec.open("memory://docs/note.txt.nc", "rt", compression="infer") as f:
+...     f.read()
+'Who are you?'
+
 Registered by ``import nacrith_codec`` (fsspec discovers filesystems through
 entry points, but has none for compressions, so in a process that has not
 imported nacrith_codec fsspec answers "Compression type nacrith not supported"
@@ -28,8 +35,9 @@ import os
 import fsspec.compression
 
 from nacrith_codec.config import ENGINES, CodecConfig
+from nacrith_codec.container import SUFFIX
 from nacrith_codec.file import NacrithFile
-from nacrith_codec.sniff import NETCDF_SIGNATURES
+from nacrith_codec.container.sniff import NETCDF_SIGNATURES
 
 _SNIFF = max(len(s) for s in NETCDF_SIGNATURES)
 
@@ -132,7 +140,8 @@ def open_nacrith(infile, mode="rb", **options):
 
 
 def register():
-    fsspec.compression.register_compression("nacrith", open_nacrith, ["nc"], force=True)
+    fsspec.compression.register_compression("nacrith", open_nacrith, [SUFFIX.lstrip(".")],
+                                            force=True)
 
 
 register()

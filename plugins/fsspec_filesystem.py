@@ -1,7 +1,13 @@
 """The ``nacrith::`` filesystem: transparent compression over any fsspec store.
 
-    fs = fsspec.filesystem("nacrith", target_protocol="memory")
-    with fsspec.open("nacrith::s3://bucket/logs/app.log", "wb") as f: ...
+>>> import fsspec
+>>> with fsspec.open("nacrith::memory://logs/app.log", "wb") as f:
+...     _ = f.write(b"GET /index.html 200")
+>>> fsspec.filesystem("memory").ls("/logs", detail=False)  # what the store holds
+['/logs/app.log.nc']
+>>> fs = fsspec.filesystem("nacrith", target_protocol="memory")
+>>> fs.cat("/logs/app.log"), fs.size("/logs/app.log")
+(b'GET /index.html 200', 19)
 
 Files are stored as ``NAME.nc`` nacrith streams in the target filesystem and
 seen through this one under their logical names, with their original sizes
@@ -10,12 +16,11 @@ byte range decode only the blocks the range overlaps.  Objects in the target
 without the suffix are not nacrith files and are not listed.
 
 A file written through this filesystem appears in the target only when it
-was closed cleanly: it is opened with ``autocommit=False`` (a local temporary
-file renamed on success, a multipart upload completed on success on object
-stores) and discarded if writing failed or the ``with`` block raised.  Within
-a transaction of the target filesystem, the transaction decides instead.
-(fsspec's memory filesystem publishes files as soon as they are opened; there
-a failed write leaves a stream without its end record, read as truncated.)
+was closed cleanly, and is discarded if writing failed or the ``with`` block
+raised: the codec's one rule for outputs (``nacrith_codec.output.Output``: a
+hidden temporary file renamed on success, or on object stores a multipart upload
+completed on success).  Within a transaction of the target filesystem, the
+transaction decides instead.
 
 Registered under the ``fsspec.specs`` entry point ``nacrith``, so the URL
 works without an import.  Storage options: ``model``, ``threads``, ``memlimit``
@@ -31,25 +36,24 @@ import tempfile
 from fsspec import filesystem
 from fsspec.implementations.chained import ChainedFileSystem
 
-from nacrith_codec import container
+from nacrith_codec.container import compressed_name, original_name
+from nacrith_codec.container.index import original_size
 from nacrith_codec.errors import NacrithError
 from nacrith_codec.file import NacrithFile
-from nacrith_codec.random_access import original_size
+from nacrith_codec.output import Output
 
 from . import fsspec_compression  # noqa: F401  (registers compression="nacrith" too)
 
-SUFFIX = container.SUFFIX
 _MODES = ("rb", "wb", "xb", "ab")  # fsspec turns text modes into these
 
 
 class _Publishing(NacrithFile):
-    """A nacrith file over a target file opened without autocommit: committed when it
-    closes cleanly, discarded otherwise (``commit`` False: the target's transaction or
-    the store decides)."""
+    """A nacrith file over an Output: published when it closes cleanly, discarded
+    otherwise."""
 
-    def __init__(self, raw, commit: bool, **options):
-        super().__init__(raw, "w", **options)
-        self._target_file, self._commit = raw, commit
+    def __init__(self, output: Output, **options):
+        super().__init__(output, "w", **options)
+        self._output = output
 
     def close(self):
         if self.closed:
@@ -57,9 +61,7 @@ class _Publishing(NacrithFile):
         try:
             super().close()
         finally:
-            self._target_file.close()
-            if self._commit:
-                self._target_file.discard() if self.broken else self._target_file.commit()
+            self._output.discard() if self.broken else self._output.commit()
 
 
 class NacrithFileSystem(ChainedFileSystem):
@@ -79,21 +81,21 @@ class NacrithFileSystem(ChainedFileSystem):
 
     # -- private path helpers
     def _target(self, path: str) -> str:
-        return self.fs._strip_protocol(path) + SUFFIX
+        return compressed_name(self.fs._strip_protocol(path))
 
     def _logical(self, info: dict) -> dict | None:
         if info["type"] == "directory":
             return dict(info)
-        if not info["name"].endswith(SUFFIX):
+        name = original_name(info["name"])
+        if name is None:
             return None
         try:
             with self.fs.open(info["name"], "rb") as f:
                 size = original_size(f)
         except NacrithError as exc:  # listed, not hidden, and not a reason to fail a listing
-            return {**info, "name": info["name"][:-len(SUFFIX)], "size": None,
-                    "stored_size": info.get("size"), "error": str(exc)}
-        return {**info, "name": info["name"][:-len(SUFFIX)], "size": size,
-                "stored_size": info.get("size")}
+            return {**info, "name": name, "size": None, "stored_size": info.get("size"),
+                    "error": str(exc)}
+        return {**info, "name": name, "size": size, "stored_size": info.get("size")}
 
     # -- filesystem interface
     def _open(self, path, mode="rb", **kwargs):
@@ -107,15 +109,11 @@ class NacrithFileSystem(ChainedFileSystem):
         if mode == "xb" and self.fs.exists(target):
             raise FileExistsError(f"{path} exists (stored as {target})")
         previous = self._previous(target) if mode == "ab" else None
-        if self.fs._intrans:  # the target's transaction commits or discards
-            raw, commit = self.fs.open(target, "wb"), False
-        else:
-            raw = self.fs._open(target, "wb", autocommit=False)
-            commit = getattr(raw, "autocommit", True) is False
+        output = Output(target, self.fs, overwrite=True)
         if previous is not None:  # appending: the streams so far, then a new one
             with previous:
-                shutil.copyfileobj(previous, raw)
-        return _Publishing(raw, commit=commit, **self._write_options)
+                shutil.copyfileobj(previous, output)
+        return _Publishing(output, **self._write_options)
 
     def _previous(self, target: str):
         """A copy of the stored streams of a file opened for appending (None if it does not

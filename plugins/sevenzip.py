@@ -1,5 +1,16 @@
 """A 7z filter for py7zr: ``filters=[{"id": FILTER_NACRITH}]``.
 
+>>> import io, pathlib, tempfile, py7zr
+>>> from nacrith_codec.plugins.sevenzip import FILTER_NACRITH
+>>> archive = io.BytesIO()
+>>> with py7zr.SevenZipFile(archive, "w", filters=[{"id": FILTER_NACRITH}]) as z:
+...     z.writestr(b"Twinkle, twinkle, little bat!", "song.txt")
+>>> _ = archive.seek(0)
+>>> with py7zr.SevenZipFile(archive, "r") as z, tempfile.TemporaryDirectory() as out:
+...     z.extractall(out)
+...     (pathlib.Path(out) / "song.txt").read_bytes()
+b'Twinkle, twinkle, little bat!'
+
 py7zr has no codec registry; two tables decide what it can write and read:
 ``SupportedMethods.methods`` (method id bytes, name, filter id) and
 ``algorithm_class_map`` (filter id -> compressor and decompressor classes).

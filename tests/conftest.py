@@ -74,7 +74,7 @@ def other_model(tmp_path_factory):
     """A real, different model: the bundled weights requantized to Q4_0."""
     import llama_cpp
 
-    from nacrith_codec.model_file import default_model_path
+    from nacrith_codec.engines.model_file import default_model_path
 
     out = tmp_path_factory.mktemp("model") / "smollm2-q4_0.gguf"
     params = llama_cpp.llama_model_quantize_default_params()

@@ -5,7 +5,6 @@ classically, so large binary inputs stay fast.
 """
 
 import io
-import os
 import random
 import tarfile
 
@@ -13,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import nacrith_codec as nc
-from nacrith_codec import classical
-from nacrith_codec.inspect_stream import describe
+from nacrith_codec.segments import classical
+from nacrith_codec.container.inspect import stream_info as describe
 from conftest import FIXTURES, SMALL
 
 #: Many short streams, so that a few hundred bytes of text take few model steps.
@@ -63,8 +62,8 @@ def test_mixes_of_text_and_binary_round_trip(pieces, block_size):
 @pytest.fixture(scope="module")
 def missing_bytes():
     """The byte values the model's vocabulary has no token for (0x04, 0x06, ... 0xFF)."""
-    from nacrith_codec.engine import Engine
-    from nacrith_codec.model_file import resolve_model_path
+    from nacrith_codec.engines import Engine
+    from nacrith_codec.engines.model_file import resolve_model_path
     tok = Engine.get(str(resolve_model_path(None))).tokenizer
     missing = [b for b in range(256) if tok.tokenize(bytes([b]), [(False, bytes([b]))])[0]
                >= tok.n_vocab]
@@ -156,7 +155,7 @@ def test_classical_decoders_on_garbage_raise_or_fill_exactly(method, payload, si
 
 
 def test_regions_find_text_and_leave_binary():
-    from nacrith_codec.segments import regions
+    from nacrith_codec.segments.runs import regions
     text = ALICE[3000:3400]
     noise = random.Random(2).randbytes(5000)
     assert regions(noise, "") == [(False, noise)]  # no 32-byte printable run in noise
@@ -172,7 +171,7 @@ def test_regions_find_text_and_leave_binary():
 @given(st.lists(st.one_of(_text, st.binary(max_size=40)), max_size=40))
 def test_regions_cover_the_input_within_the_segment_limit(pieces):
     from nacrith_codec.container import max_segments
-    from nacrith_codec.segments import regions
+    from nacrith_codec.segments.runs import regions
     data = b"".join(pieces)
     found = regions(data, "")
     assert b"".join(r for _, r in found) == data
@@ -182,7 +181,7 @@ def test_regions_cover_the_input_within_the_segment_limit(pieces):
 
 
 def test_a_zstd_frame_asking_for_a_huge_window_is_refused():
-    from nacrith_codec.classical import zstd
+    from nacrith_codec.segments.classical import zstd
     P = zstd.CompressionParameter
     c = zstd.ZstdCompressor(options={P.window_log: 30, P.content_size_flag: 0})
     frame = c.compress(b"x" * 1000) + c.flush()  # declares a 1 GiB window

@@ -237,7 +237,7 @@ def test_info_json_holds_the_environment_as_an_object_and_text_is_escaped(tmp_pa
 
     from nacrith_codec import container
     writer = container.StreamWriter(container.Header(
-        container.CodecConfig(), bytes(32), "evil\x1b]0;pwned\x07.gguf", '{"cpu": "AVX2"}', 0))
+        __import__('nacrith_codec').CodecConfig(), bytes(32), "evil\x1b]0;pwned\x07.gguf", {"cpu": "AVX2"}, 0))
     path = tmp_path / "e.nc"
     path.write_bytes(writer.head + writer.end())
     info = json.loads(_cli_ok("info", "--json", str(path)).stdout)

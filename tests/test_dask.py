@@ -17,7 +17,7 @@ from distributed import Client, LocalCluster
 import nacrith_codec as nc
 from conftest import SMALL
 from nacrith_codec.cli import main
-from nacrith_codec.engine import Engine
+from nacrith_codec.engines import Engine
 from nacrith_codec.errors import EnvironmentMismatchError, ModelMismatchError
 from nacrith_codec.plugins import dask_tasks
 from nacrith_codec.plugins.dask_cluster import compress_files, decompress_files
@@ -197,12 +197,12 @@ def test_workers_that_differ_are_refused_before_any_work(client, other_model, tm
         client.run(lambda: os.environ.pop("NACRITH_MODEL", None), workers=[first])
     assert not (tmp_path / "out").exists()
     # a worker that joins later is checked by each task: its blocks are refused
-    settings = dask_tasks.Settings(None, 0, "00" * 32, "{}", nc.CodecConfig(**OPTS))
+    settings = dask_tasks.Settings(None, 0, "00" * 32, {}, nc.CodecConfig(**OPTS))
     done = client.submit(dask_tasks.compress_block, settings,
                          dask_tasks.Source("memory://none", 0, 0, data=b"x"), b"", 0).result()
     assert isinstance(done.error, ModelMismatchError)
     sha = dask_tasks.describe(None, 0)["sha256"]
-    settings = dask_tasks.Settings(None, 0, sha, '{"llama_cpp_python":"elsewhere"}',
+    settings = dask_tasks.Settings(None, 0, sha, {"llama_cpp_python": "elsewhere"},
                                    nc.CodecConfig(**OPTS))
     done = client.submit(dask_tasks.compress_block, settings,
                          dask_tasks.Source("memory://none", 0, 0, data=b"x"), b"", 0).result()
@@ -238,7 +238,7 @@ def test_cli_compresses_and_decompresses_over_a_scheduler(cluster, tree, tmp_pat
 
 def _damage_records(on: bool):
     """On a worker: make (or stop making) every block record come out damaged."""
-    from nacrith_codec.block import BlockCoder
+    from nacrith_codec.pipeline.block import BlockCoder
     if on:
         honest = BlockCoder.encode
 

@@ -8,10 +8,10 @@ import nacrith_codec as nc
 from conftest import SMALL
 from nacrith_codec import container
 from nacrith_codec.config import MODEL_ALONE, SKIP_PPM, CodecConfig
-from nacrith_codec.history import History
-from nacrith_codec.match import MatchModel
-from nacrith_codec.ngram import NGram
-from nacrith_codec.predict import Predictor
+from nacrith_codec.predictions.history import History
+from nacrith_codec.predictions.match import MatchModel
+from nacrith_codec.predictions.ngram import NGram
+from nacrith_codec.predictions import Predictor
 
 VARIANTS = {
     "all": dict(skip_ppm=SKIP_PPM),

@@ -8,14 +8,13 @@ ensemble's arithmetic is exact, so only llama.cpp's build and CPU features remai
 (the exact engine's streams depend on nothing: test_exact.py).
 """
 
-import json
 import os
 import subprocess
 import sys
 
 import nacrith_codec as nc
 from nacrith_codec import container
-from nacrith_codec.engine import environment_json
+from nacrith_codec.engines import environment
 from conftest import SMALL
 
 DECODE = "import sys, nacrith_codec as nc; sys.stdout.buffer.write(nc.decompress(sys.stdin.buffer.read()))"
@@ -23,9 +22,8 @@ DECODE = "import sys, nacrith_codec as nc; sys.stdout.buffer.write(nc.decompress
 
 def test_the_header_records_what_predictions_depend_on(english):
     header, _ = container.parse_header(nc.compress(english[:50], **SMALL))
-    env = json.loads(header.env)
-    assert set(env) == {"llama_cpp_python", "cpu"}  # numpy's kernels no longer matter
-    assert header.env == environment_json()
+    assert set(header.env) == {"llama_cpp_python", "cpu"}  # numpy's kernels no longer matter
+    assert header.env == environment()
 
 
 def test_numpy_on_other_simd_kernels_decodes_exactly(english):

@@ -2,14 +2,13 @@
 
 import random
 import struct
-import zlib
 
 import pytest
 
 import nacrith_codec as nc
 from nacrith_codec import container
 from nacrith_codec.config import CodecConfig
-from nacrith_codec.inspect_stream import describe
+from nacrith_codec.container.inspect import stream_info as describe
 from conftest import SMALL, forge_first_block, reframe
 
 
@@ -110,7 +109,7 @@ def _header_with(version=container.VERSION, **fields):
     cfg = CodecConfig()
     for k, v in fields.items():
         object.__setattr__(cfg, k, v)
-    return container.pack_header(container.Header(cfg, bytes(32), "m", "{}", None, version))
+    return container.pack_header(container.Header(cfg, bytes(32), "m", {}, None, version))
 
 
 @pytest.mark.parametrize("fields", [dict(block_size=1 << 40), dict(streams=10**6),
@@ -124,7 +123,7 @@ def test_hostile_header_values_are_rejected(fields):
 
 
 def test_hostile_lengths_are_rejected_before_buffering():
-    v = container._varint
+    from nacrith_codec.container.fields import varint as v
     header, _ = container.parse_header(_header_with())
     for record in (v(container.KIND_SEGMENTED) + v(1 << 60),  # a huge record
                    v(container.KIND_SEGMENTED) + v(20) + v(1000) + v(1 << 40)):  # many segments
@@ -173,7 +172,7 @@ def test_environment_mismatch_names_the_difference(neural):
     header, _ = container.parse_header(neural)
     forged = container.Header(
         header.config, header.model_sha256, header.model_name,
-        '{"llama_cpp_python": "0.0.1", "cpu": "AVX2"}', header.content_size)
+        {"llama_cpp_python": "0.0.1", "cpu": "AVX2"}, header.content_size)
     bad = reframe(neural, forged, lambda b: __import__("dataclasses").replace(b, digest=bytes(8)))
     with pytest.raises(nc.EnvironmentMismatchError, match="llama_cpp_python: writer '0.0.1'"):
         nc.decompress(bad)

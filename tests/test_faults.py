@@ -14,7 +14,8 @@ import fsspec
 import pytest
 
 import nacrith_codec as nc
-from nacrith_codec import cli, coder
+from nacrith_codec import cli
+from nacrith_codec.bits import range_coder as coder
 from conftest import SMALL
 
 SMALL_ARGS = ["--streams", "2", "--window", "48", "--slide", "16"]

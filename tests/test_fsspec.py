@@ -202,3 +202,20 @@ def test_compression_is_there_after_import_nacrith_codec_in_a_fresh_process(tmp_
                          env={**__import__("os").environ, "NACRITH_OPTIONS": "window=48,slide=16"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "registered ['nacrith']"
+
+
+def test_a_failed_write_through_nacrith_leaves_nothing_in_memory(english):
+    """memory:// publishes a file as soon as it is opened; the codec's one output rule
+    (nacrith_codec.output.Output) writes a hidden temporary file and renames it, so a
+    write that fails leaves no object, not a stream without its end."""
+    memory = fsspec.filesystem("memory")
+    fs = fsspec.filesystem("nacrith", target_protocol="memory", **SMALL)
+    with pytest.raises(RuntimeError, match="the writer failed"):
+        with fs.open("/failing/x.txt", "wb") as f:
+            f.write(english[:40])
+            raise RuntimeError("the writer failed")
+    assert not memory.exists("/failing") or memory.ls("/failing", detail=False) == []
+    with fsspec.open("nacrith::memory://failing/x.txt", "wb", **SMALL) as f:
+        f.write(english[:40])
+    assert memory.ls("/failing", detail=False) == ["/failing/x.txt.nc"]
+    assert nc.decompress(memory.cat("/failing/x.txt.nc")) == english[:40]

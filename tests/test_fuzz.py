@@ -208,7 +208,7 @@ def test_hostile_header_values_are_refused_or_bounded(fields, tail):
     config = CodecConfig()
     for name, value in fields.items():
         object.__setattr__(config, name, value)
-    parse_bounded(container.pack_header(container.Header(config, bytes(32), "m", "{}")) + tail)
+    parse_bounded(container.pack_header(container.Header(config, bytes(32), "m", {})) + tail)
 
 
 @budget(200)

@@ -9,14 +9,13 @@ or raise EnvironmentMismatchError naming what differs: never wrong bytes, anothe
 error, or a failure where everything the stream's arithmetic depends on is the same.
 """
 
-import json
 
 import pytest
 
 import nacrith_codec as nc
 from conftest import FIXTURES
 from nacrith_codec import container
-from nacrith_codec.engine import environment_json
+from nacrith_codec.engines import environment
 
 GOLDEN = sorted((FIXTURES / "golden").glob("*.nc"))
 
@@ -35,8 +34,8 @@ def test_golden_stream_decodes_or_names_the_environment(stream):
     except nc.EnvironmentMismatchError as exc:
         header = container.parse_header(packed)[0]
         assert header.config.engine == "llama.cpp", "an exact stream must decode anywhere"
-        writer = json.loads(header.env)
-        here = json.loads(environment_json(0, numpy=not header.config.exact))
+        writer = header.env
+        here = environment(0, numpy=not header.config.exact)
         differ = sorted(k for k in set(writer) | set(here) if writer.get(k) != here.get(k))
         assert all(f"{k}: writer" in str(exc) for k in differ)
         # only what the stream's arithmetic depends on may explain a failure: llama.cpp's

@@ -18,9 +18,12 @@ import pytest
 
 import nacrith_codec as nc
 from conftest import SMALL, reframe, stream_parts
-from nacrith_codec import classical, container, llm, memory, workers
+from nacrith_codec import container
+from nacrith_codec.engines import llamacpp as llm
+from nacrith_codec.pipeline import workers
+from nacrith_codec.segments import classical
 from nacrith_codec.config import CodecConfig
-from nacrith_codec.model_file import fingerprint, resolve_model_path
+from nacrith_codec.engines.model_file import fingerprint, resolve_model_path
 
 CLI = [sys.executable, "-m", "nacrith_codec.cli"]
 
@@ -166,13 +169,13 @@ _PEAK = """
 import sys
 import nacrith_codec as nc
 from nacrith_codec import container
-from nacrith_codec.engine import Engine
-from nacrith_codec.model_file import resolve_model_path
+from nacrith_codec.engines import Engine
+from nacrith_codec.engines.model_file import resolve_model_path
 def vm(field):
     return next(int(l.split()[1]) << 10 for l in open("/proc/self/status") if l.startswith(field))
 import numpy as np
 from nacrith_codec.config import CodecConfig
-from nacrith_codec.model_file import fingerprint, resolve_model_path
+from nacrith_codec.engines.model_file import fingerprint, resolve_model_path
 packed = sys.stdin.buffer.read()
 config = container.parse_header(packed)[0].config
 engine = Engine.get(str(resolve_model_path(None)), kind=config.engine)
@@ -234,14 +237,14 @@ def _claiming(packed: bytes, tokens: int, payload: bytes, version=None) -> bytes
         sha = bytes.fromhex(fingerprint(resolve_model_path()))
         header = dataclasses.replace(header, version=version, key=b"", model_sha256=sha)
     return reframe(packed, header, lambda b: dataclasses.replace(
-        b, raw_len=tokens, segments=((classical.TEXT, tokens),), counts=(tokens,), coded={},
+        b, raw_len=tokens, segments=((classical.MODEL, tokens),), counts=(tokens,), coded={},
         payload=payload))
 
 
 def test_a_block_claiming_more_tokens_than_its_payload_holds_is_refused_up_front(
         english, steps):
     packed = nc.compress(english[:200], **SMALL)
-    assert classical.TEXT in stream_parts(packed)[2][0][0].methods()
+    assert classical.MODEL in stream_parts(packed)[2][0][0].methods()
     bad = _claiming(packed, 5000, bytes(8))
     steps[0] = 0
     with pytest.raises(nc.CorruptError, match="claims 5000 tokens for a payload of 8 bytes"):
@@ -278,11 +281,14 @@ def test_written_blocks_keep_the_token_bound(alice):
 
 @pytest.mark.parametrize("env", ["[" * 3000 + "]" * 3000, "[[1, 2]]", '{"cpu": {"a": 1}}',
                                  '{"a": 1, "b": [1, "x"]}', "not json"])
-def test_a_strange_environment_in_the_header_fails_as_a_corrupt_stream(english, env, tmp_path):
+def test_a_strange_environment_in_the_header_fails_as_a_corrupt_stream(english, env, tmp_path,
+                                                                      monkeypatch):
     packed = nc.compress(english[:120], **SMALL)
     header = container.parse_header(packed)[0]
-    bad = reframe(packed, dataclasses.replace(header, env=env, key=b""),
-                  lambda b: dataclasses.replace(b, digest=bytes(8)))
+    with monkeypatch.context() as m:  # a foreign writer's text, not this writer's JSON
+        m.setattr(container.header, "env_text", lambda text: text)
+        bad = reframe(packed, dataclasses.replace(header, env=env, key=b""),
+                      lambda b: dataclasses.replace(b, digest=bytes(8)))
     for decode in (nc.decompress, lambda d: nc.NacrithDecompressor().decompress(d)):
         with pytest.raises(nc.CorruptError):
             decode(bad)

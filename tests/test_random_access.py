@@ -5,7 +5,8 @@ import io
 import pytest
 
 import nacrith_codec as nc
-from nacrith_codec import block, random_access
+from nacrith_codec import random_access
+from nacrith_codec.pipeline import block
 from conftest import SMALL
 
 

@@ -2,14 +2,13 @@
 exact engine (``roundtrip``) and, for the front ends, on the llama.cpp engine that
 every other test file uses."""
 
-import os
 import random
 
 import pytest
 
 import nacrith_codec as nc
 from nacrith_codec import container
-from nacrith_codec.inspect_stream import describe
+from nacrith_codec.container.inspect import stream_info as describe
 from conftest import EXACT_SMALL, SMALL
 
 

@@ -66,7 +66,7 @@ def test_gpu_offload_is_recorded_in_the_stream(english):
     from nacrith_codec import container
     packed = nc.compress(english[:80], n_gpu_layers=4, **SMALL)
     header, _ = container.parse_header(packed)
-    assert '"gpu_layers":4' in header.env
+    assert header.env["gpu_layers"] == 4
     assert nc.decompress(packed, n_gpu_layers=4) == english[:80]
 
 

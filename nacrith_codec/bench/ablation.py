@@ -1,0 +1,111 @@
+"""``nacrith bench --ablation``: what each online predictor adds, on identical model predictions.
+
+The model's logits for a file are recorded once, under the codec's own
+schedule (its streams, window and slides), in a float16 memory map in a
+temporary directory (about 100 KB per token: 4 GB for alice29.txt); the
+predictors are then replayed over them in every configuration of the table.
+A row's bits per byte are the cross-entropy of the symbols under its
+probabilities (the range coder adds about 0.1%).  A skipping configuration is
+replayed over logits recorded without skipping: in a real run the model sees
+skipped tokens in a batch with the next one, whose logits differ slightly.
+The whole file is one block: meant for text files up to 16 MiB.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from ..config import MAX_BLOCK_SIZE, MODEL_ALONE, SKIP_PPM, CodecConfig
+from ..engines.llamacpp import StreamTokens
+from ..pipeline import schedule
+from ..predictions import Predictor
+from . import model_rate
+
+_OFF = dict(MODEL_ALONE)
+ROWS = {
+    "model alone": _OFF,
+    "+ N-gram (fixed weights)": {**_OFF, "ngram_order": CodecConfig.ngram_order},
+    "+ match (fixed weight)": {**_OFF, "match_min": CodecConfig.match_min},
+    "+ bias head": {**_OFF, "bias_rate_ppm": CodecConfig.bias_rate_ppm},
+    "+ mixer": {**_OFF, "mixer_rate_ppm": CodecConfig.mixer_rate_ppm},
+    "+ match and skip": {**_OFF, "match_min": CodecConfig.match_min,
+                         "skip_ppm": SKIP_PPM},
+    "all (defaults)": {},
+    "all and the skip": {"skip_ppm": SKIP_PPM},
+    "all in float64 (version 3)": {"float_bits": 64},
+}
+
+
+def record(engine, data: bytes, config: CodecConfig, folder: str, threads=None):
+    """(logits memmap (streams, steps, V), symbol grid, stream lengths, model seconds)."""
+    grid, counts = model_rate.grid(engine, data, config)
+    logits = np.lib.format.open_memmap(os.path.join(folder, "logits.npy"), "w+", np.float16,
+                                       (len(counts), counts[0], engine.tokenizer.n_vocab))
+
+    def keep(t, live, out):
+        logits[:live, t] = out - out.max(axis=1, keepdims=True)
+
+    begin = time.perf_counter()
+    model_rate.passes(engine, grid, counts, config, threads, keep)
+    return logits, grid, counts, time.perf_counter() - begin
+
+
+class _Recorded(StreamTokens):
+    """A context that answers each step with the logits recorded for it (the schedule
+    pushes once a step, so the pushes count the steps)."""
+
+    def __init__(self, logits, streams: int, pending: int):
+        super().__init__(streams, pending)
+        self._logits, self._t = logits, -1
+
+    def push(self, tokens):
+        super().push(tokens)
+        self._t += 1
+
+    def step(self, rows):
+        self.pending[rows] = 0
+        return np.asarray(self._logits[rows, self._t], dtype=np.float32)
+
+
+def replay(logits, grid, counts, config: CodecConfig, tokenizer) -> dict:
+    """The cross-entropy of the file's symbols under the predictors of ``config`` fed the
+    recorded logits, through the codec's own schedule (its skips included)."""
+    v = tokenizer.n_vocab
+    predictor = Predictor(v, len(counts), tokenizer.never, config)
+    totals = {"bits": 0.0}
+
+    def code(t, live, probs):
+        symbols = grid[:live, t]
+        totals["bits"] -= float(np.log2(probs[np.arange(live), np.minimum(symbols, v)]).sum())
+        totals["bits"] += 8.0 * int((symbols >= v).sum())
+        return symbols
+
+    times: dict = {}
+    begin = time.perf_counter()
+    ctx = _Recorded(logits, len(counts), config.max_pending)
+    schedule.run(ctx, counts, tokenizer.llm_input, tokenizer.model.bos, code, predictor,
+                 config.max_pending, times)
+    return {"bits": totals["bits"], "passes": times.get("model_steps", 0) / int(sum(counts)),
+            "ms_per_step": 1000 * (time.perf_counter() - begin) / counts[0]}
+
+
+def run(paths, engine, threads=None, out=print):
+    for path in paths:
+        with open(path, "rb") as f:
+            data = f.read()
+        base = CodecConfig(block_size=min(max(len(data), 1), MAX_BLOCK_SIZE))
+        with tempfile.TemporaryDirectory(prefix="nacrith-ablation-") as folder:
+            logits, grid, counts, seconds = record(engine, data, base, folder, threads)
+            tokens = int(sum(counts))
+            out(f"{os.path.basename(path)}: {len(data)} bytes, {tokens} tokens, model "
+                f"{tokens / seconds:.1f} tokens/s ({len(counts)} streams, window {base.window})")
+            out(f"{'configuration':28} {'bpb':>7} {'passes/token':>13} {'predictors ms/step':>19}")
+            for name, changes in ROWS.items():
+                r = replay(logits, grid, counts, base.replace(**changes), engine.tokenizer)
+                out(f"{name:28} {r['bits'] / len(data):7.4f} {r['passes']:13.3f} "
+                    f"{r['ms_per_step']:19.1f}", flush=True)
+            del logits

@@ -1,0 +1,211 @@
+"""The stream header: which format version, model, engine and parameters a stream needs.
+
+    header  := "NACR" version:u8 body_len:u16le body crc32:u32le
+    body    := flags:u8 model_sha256:32B FIELDS[version] [content_size] name:str env:str
+               (versions 1 to 5; every value a varint; flags: 1 content size)
+    body v6 := flags:u8 model:8B changed:u16le value* [content_size] [name:str] [env:str]
+               model: the first 8 bytes of the model file's SHA-256;
+               changed: bit i set when FIELDS[6][i] differs from V6_DEFAULTS, its
+               value following in field order; flags: 1 content size, 2 name (absent:
+               the bundled model's file), 4 env (llama.cpp streams only), 8 engine
+               llama.cpp (else exact); exact arithmetic throughout
+
+Each version's fields are listed here, in their order, and never change: a new
+version lists its own.  What a version lacks, its decoder does as ``ABSENT`` says.
+The environment (what a llama.cpp engine's logits depend on) is data here, a flat
+mapping of names to plain values, written as canonical JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import struct
+import zlib
+
+from ..config import MODEL_ALONE, CodecConfig
+from ..errors import CorruptError, FormatError
+from .fields import FieldReader, text, varint
+from .sniff import what_it_looks_like
+
+MAGIC = b"NACR"
+VERSION = 6  # written; every version in READABLE is read
+READABLE = (1, 2, 3, 4, 5, 6)
+BOUND = 5  # the first version whose blocks are bound to their place
+COMPACT = 6  # the first version with the compact header and exact arithmetic
+_MODEL_ALONE_FIELDS = ("block_size", "streams", "min_stream_tokens", "window", "slide", "sink")
+_ENSEMBLE_FIELDS = _MODEL_ALONE_FIELDS + ("ngram_order", "ngram_bits", "match_min",
+                                          "bias_rate_ppm", "mixer_rate_ppm", "skip_ppm")
+#: The parameters each version's header holds, in their order.
+FIELDS = {1: _MODEL_ALONE_FIELDS, 2: _MODEL_ALONE_FIELDS, 3: _ENSEMBLE_FIELDS,
+          4: _ENSEMBLE_FIELDS + ("float_bits",), 5: _ENSEMBLE_FIELDS + ("float_bits",),
+          6: _ENSEMBLE_FIELDS + ("float_bits",)}
+#: The values a version 6 header leaves out.
+V6_DEFAULTS = dict(block_size=256 << 10, streams=8, min_stream_tokens=512, window=1024,
+                   slide=256, sink=1, ngram_order=4, ngram_bits=18, match_min=6,
+                   bias_rate_ppm=100000, mixer_rate_ppm=2000, skip_ppm=0, float_bits=32)
+V6_MODEL_BYTES = 8  # of the model's SHA-256: an accidental match is a 2**-64 chance
+#: What the versions that lack a field did: no ensemble (1-2), float64 arithmetic (1-3),
+#: llama.cpp and numpy's exp (1-5).
+ABSENT = {**MODEL_ALONE, "float_bits": 64, "engine": "llama.cpp", "exact": 0}
+_FLAG_CONTENT_SIZE, _FLAG_NAME, _FLAG_ENV, _FLAG_LLAMA = 1, 2, 4, 8
+_MAX_BODY = 8192
+MAX_SIZE = len(MAGIC) + 3 + _MAX_BODY + 4  # the largest header
+
+
+@dataclasses.dataclass(frozen=True)
+class Header:
+    config: CodecConfig
+    model_sha256: bytes  # 32 bytes; version 6: the first V6_MODEL_BYTES
+    model_name: str  # version 6: "" for the bundled model
+    env: dict  # the writer's llama.cpp build and CPU ({} for the exact engine)
+    content_size: int | None = None
+    version: int = VERSION
+    key: bytes = b""  # stream_key of the header's bytes (set when parsed, version 5)
+
+
+def env_text(env: dict) -> str:
+    """The environment as a header holds it: canonical JSON ("" for none)."""
+    if not isinstance(env, dict):
+        raise TypeError(f"a header's environment is a dict, not {type(env).__name__}")
+    return json.dumps(env, sort_keys=True, separators=(",", ":")) if env else ""
+
+
+def env_data(raw: str) -> dict:
+    """A header's environment text as data: its flat JSON object of names and plain
+    values, else {"environment": raw} (the stream's writer chose it), {} for none."""
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        value = None
+    plain = (str, int, float, bool, type(None))
+    if not isinstance(value, dict) or not all(isinstance(v, plain) for v in value.values()):
+        return {"environment": raw}
+    return value
+
+
+def pack_header(h: Header) -> bytes:
+    body = _pack_compact(h) if h.version >= COMPACT else _pack_full(h)
+    head = bytes([h.version]) + struct.pack("<H", len(body)) + body
+    return MAGIC + head + struct.pack("<I", zlib.crc32(head))
+
+
+def _pack_full(h: Header) -> bytearray:
+    if len(h.model_sha256) != 32:
+        raise ValueError("a version 1-5 header holds the model's whole SHA-256")
+    body = bytearray([_FLAG_CONTENT_SIZE if h.content_size is not None else 0])
+    body += h.model_sha256
+    body += b"".join(varint(getattr(h.config, name)) for name in FIELDS[h.version])
+    if h.content_size is not None:
+        body += varint(h.content_size)
+    return body + text(h.model_name) + text(env_text(h.env))
+
+
+def _pack_compact(h: Header) -> bytearray:
+    c, fields = h.config, FIELDS[h.version]
+    if not c.exact:
+        raise ValueError("version 6 streams use exact arithmetic (exact=1)")
+    flags = ((_FLAG_CONTENT_SIZE if h.content_size is not None else 0)
+             | (_FLAG_NAME if h.model_name else 0) | (_FLAG_ENV if h.env else 0)
+             | (_FLAG_LLAMA if c.engine == "llama.cpp" else 0))
+    changed = [i for i, name in enumerate(fields) if getattr(c, name) != V6_DEFAULTS[name]]
+    body = bytearray([flags]) + h.model_sha256[:V6_MODEL_BYTES]
+    body += struct.pack("<H", sum(1 << i for i in changed))
+    body += b"".join(varint(getattr(c, fields[i])) for i in changed)
+    if h.content_size is not None:
+        body += varint(h.content_size)
+    for value in (h.model_name, env_text(h.env)):
+        if value:
+            body += text(value)
+    return body
+
+
+def starts_stream(buf) -> bool | None:
+    """Whether ``buf`` starts with the magic: True, False, or None while it is a prefix of it."""
+    head = bytes(buf[:len(MAGIC)])
+    if head != MAGIC[:len(head)]:
+        return False
+    return True if len(head) == len(MAGIC) else None
+
+
+def not_a_stream(buf) -> FormatError:
+    """The error for input that does not start with the magic, saying what it looks like."""
+    return FormatError(f"not a nacrith stream (bad magic bytes): {what_it_looks_like(buf)}")
+
+
+def stream_key(head: bytes) -> bytes:
+    """What binds a stream's blocks to it: a hash of its header's bytes."""
+    return hashlib.blake2b(head, digest_size=8, person=b"nacrith-key").digest()
+
+
+def key_of(head: bytes) -> bytes:
+    """The stream key of a header's bytes; b"" for versions whose blocks are not bound."""
+    return stream_key(head) if head[len(MAGIC)] >= BOUND else b""
+
+
+def parse_header(buf) -> tuple[Header, int] | None:
+    """Parse the header at the start of ``buf``: (header, end offset) or None for 'more'."""
+    if starts_stream(buf) is False:
+        raise not_a_stream(buf)
+    if len(buf) >= len(MAGIC) + 1 and buf[len(MAGIC)] not in READABLE:
+        raise FormatError(
+            f"unsupported nacrith format version {buf[len(MAGIC)]} (this build reads "
+            f"versions {', '.join(map(str, READABLE))}); upgrade nacrith-codec to read it")
+    r = FieldReader(buf, len(MAGIC) + 1)
+    try:
+        (body_len,) = struct.unpack("<H", r.take(2))
+        if body_len > _MAX_BODY:
+            raise CorruptError(f"corrupt stream: header length {body_len} is too large")
+        r.take(body_len)  # the whole body is here before it is parsed
+        r.check_crc(len(MAGIC), "header")
+    except FieldReader.More:
+        return None
+    end = r.pos
+    r.pos = len(MAGIC) + 3
+    version = buf[len(MAGIC)]
+    try:
+        fields = (_parse_compact if version >= COMPACT else _parse_full)(r, version)
+    except FieldReader.More:
+        raise CorruptError("corrupt stream: header fields overrun the header") from None
+    return Header(*fields, version, key_of(bytes(buf[:end]))), end
+
+
+def _config(values: dict) -> CodecConfig:
+    config = CodecConfig.__new__(CodecConfig)
+    for name, value in values.items():
+        object.__setattr__(config, name, value)
+    return config.validate(CorruptError)
+
+
+def _parse_full(r: FieldReader, version: int) -> tuple:
+    flags = r.take(1)[0]
+    if flags & ~_FLAG_CONTENT_SIZE:
+        raise FormatError(f"unsupported header flags {flags:#x}; upgrade nacrith-codec")
+    sha = r.take(32)
+    values = {**CodecConfig().as_dict(), **ABSENT}
+    values.update((name, r.varint(1 << 32, name)) for name in FIELDS[version])
+    config = _config(values)
+    size = r.varint(1 << 62, "content size") if flags & _FLAG_CONTENT_SIZE else None
+    return config, sha, r.text("model name"), env_data(r.text("environment")), size
+
+
+def _parse_compact(r: FieldReader, version: int) -> tuple:
+    flags, fields = r.take(1)[0], FIELDS[version]
+    if flags & ~(_FLAG_CONTENT_SIZE | _FLAG_NAME | _FLAG_ENV | _FLAG_LLAMA):
+        raise FormatError(f"unsupported header flags {flags:#x}; upgrade nacrith-codec")
+    sha = r.take(V6_MODEL_BYTES)
+    (changed,) = struct.unpack("<H", r.take(2))
+    if changed >> len(fields):
+        raise CorruptError(f"corrupt stream: header field mask {changed:#x} names unknown fields")
+    values = {**CodecConfig().as_dict(), **V6_DEFAULTS,
+              "engine": "llama.cpp" if flags & _FLAG_LLAMA else "exact", "exact": 1}
+    values.update((name, r.varint(1 << 32, name)) for i, name in enumerate(fields)
+                  if changed >> i & 1)
+    config = _config(values)
+    size = r.varint(1 << 62, "content size") if flags & _FLAG_CONTENT_SIZE else None
+    name = r.text("model name") if flags & _FLAG_NAME else ""
+    env = env_data(r.text("environment")) if flags & _FLAG_ENV else {}
+    return config, sha, name, env, size

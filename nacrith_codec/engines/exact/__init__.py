@@ -1,0 +1,45 @@
+"""The exact engine: the bundled model's logits, identical on every machine.
+
+``ExactModel`` has the interface of ``llm.Model`` that the codec uses
+(``n_vocab``, ``bos``, ``pieces``, ``tokenize``, ``kv_bytes_per_token``) and
+``ExactModel.context`` makes contexts with ``llm.Context``'s interface.  The
+weights and the vocabulary come from the GGUF file (weights.py), the
+arithmetic is network.py and context.py, the transcendental functions
+tables.py.  Decoding needs no llama.cpp; encoding uses llama.cpp's tokenizer
+only (loaded without weights), since tokenization decides what is coded, not
+what a decoder can read.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from .context import Context
+from .network import Network
+
+__all__ = ["ExactModel", "Context", "Network"]
+
+
+class ExactModel:
+    def __init__(self, path):
+        self.path = str(path)
+        self.network = Network(path)
+        self.n_vocab, self.bos, self.pieces = (self.network.n_vocab, self.network.bos,
+                                               self.network.pieces)
+        self.kv_bytes_per_token = self.network.kv_bytes_per_token
+        # a step's attention temporaries per row and cached token: float64 scores and
+        # weights of every query head, about eight arrays of them at once
+        self.score_bytes = 8 * 8 * self.network.shape.heads
+        self._vocab = None
+        self._lock = threading.Lock()
+
+    def tokenize(self, text: bytes):
+        """llama.cpp's tokenization (its vocabulary only, loaded on first use)."""
+        with self._lock:
+            if self._vocab is None:
+                from ..llamacpp import Model
+                self._vocab = Model(self.path, vocab_only=True)
+        return self._vocab.tokenize(text)
+
+    def context(self, streams, window, slide, sink, threads=None, pending=1) -> Context:
+        return Context(self.network, streams, window, slide, sink, threads, pending)

@@ -1,0 +1,212 @@
+"""The bundled model's weights and vocabulary, read from its GGUF file without llama.cpp.
+
+The GGUF tensors are dequantized exactly (float64 holds every Q4_1 value
+``d * q + m`` and Q8_0 value ``d * q``), then requantized to the integers the
+engine multiplies: 8-bit values per output row with one float64 scale per row.
+Only IEEE-754 operations that round correctly are used, so every machine
+derives the same integers from the same file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+
+import numpy as np
+
+from ...errors import ModelNotFoundError
+from ..model_file import fingerprint
+
+#: The cache's layout: a new value whenever the integers derived from a file change.
+LAYOUT = "exact-1"
+
+WEIGHT_LEVELS = 127  # weights are integers in [-127, 127] times a scale per output row
+_BLOCK = 32  # values per quantization block of Q4_1 and Q8_0
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    layers: int
+    embd: int
+    ffn: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    rope_base: float
+    eps: float
+    context: int
+
+
+def _f16(raw: np.ndarray) -> np.ndarray:
+    return raw.copy().view(np.float16).astype(np.float64)  # exact
+
+
+def _q4_1(data: np.ndarray, cols: int) -> np.ndarray:
+    rows = data.shape[0]
+    blocks = data.reshape(rows, cols // _BLOCK, 20)
+    d, m = _f16(blocks[..., 0:2]), _f16(blocks[..., 2:4])
+    nibbles = blocks[..., 4:]
+    q = np.concatenate([nibbles & 0x0F, nibbles >> 4], axis=-1).astype(np.float64)
+    return (d * q + m).reshape(rows, cols)
+
+
+def _q8_0(data: np.ndarray, cols: int) -> np.ndarray:
+    rows = data.shape[0]
+    blocks = data.reshape(rows, cols // _BLOCK, 34)
+    d = _f16(blocks[..., 0:2])
+    q = blocks[..., 2:].copy().view(np.int8).astype(np.float64)
+    return (d * q).reshape(rows, cols)
+
+
+def requantize(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) float64 -> integers (cols, rows) as float32, and a float64 scale per row."""
+    top = np.max(np.abs(w), axis=1)
+    scale = np.where(top > 0, top / WEIGHT_LEVELS, 1.0)
+    q = np.clip(np.rint(w / scale[:, None]), -WEIGHT_LEVELS, WEIGHT_LEVELS)
+    return np.ascontiguousarray(q.T, dtype=np.float32), scale
+
+
+class GGUFWeights:
+    """Hyperparameters, vocabulary and dequantized tensors of a LLaMA-architecture GGUF."""
+
+    def __init__(self, path):
+        import gguf
+
+        self.path = str(path)
+        try:
+            reader = gguf.GGUFReader(self.path)
+        except (OSError, ValueError) as exc:
+            raise ModelNotFoundError(f"cannot read the GGUF file {self.path}: {exc}") from exc
+        self._fields, self._tensors = reader.fields, {t.name: t for t in reader.tensors}
+        arch = self.field("general.architecture")
+        if arch != "llama":
+            raise ModelNotFoundError(f"the portable engine runs LLaMA-architecture models; "
+                                     f"{self.path} is {arch!r} (use engine='llama.cpp')")
+        a = "llama."
+        embd, heads = self.field(a + "embedding_length"), self.field(a + "attention.head_count")
+        self.shape = Shape(
+            layers=self.field(a + "block_count"), embd=embd, ffn=self.field(a + "feed_forward_length"),
+            heads=heads, kv_heads=self.field(a + "attention.head_count_kv"), head_dim=embd // heads,
+            vocab=len(self._fields["tokenizer.ggml.tokens"].data),
+            rope_base=float(self.field(a + "rope.freq_base")),
+            eps=float(self.field(a + "attention.layer_norm_rms_epsilon")),
+            context=self.field(a + "context_length"))
+        if self.field("tokenizer.ggml.model") != "gpt2":
+            raise ModelNotFoundError(f"the portable engine reads byte-level BPE vocabularies; "
+                                     f"{self.path} has {self.field('tokenizer.ggml.model')!r}")
+        bos = self._fields.get("tokenizer.ggml.bos_token_id")
+        self.bos = int(bos.contents()) if bos is not None else 0
+
+    def field(self, name):
+        if name not in self._fields:
+            raise ModelNotFoundError(f"{self.path} has no {name} field")
+        return self._fields[name].contents()
+
+    def tensor(self, name: str) -> np.ndarray:
+        """A weight as float64 (rows, cols), exactly its GGUF values."""
+        t = self._tensors.get(name)
+        if t is None:
+            raise ModelNotFoundError(f"{self.path} has no tensor {name}")
+        kind, cols = t.tensor_type.name, int(t.shape[0])
+        data = np.asarray(t.data)
+        if kind == "Q4_1":
+            return _q4_1(data, cols)
+        if kind == "Q8_0":
+            return _q8_0(data, cols)
+        if kind in ("F32", "F16"):
+            return data.astype(np.float64).reshape(-1, cols) if data.ndim > 1 else data.astype(np.float64)
+        raise ModelNotFoundError(f"the portable engine does not read {kind} tensors ({name})")
+
+    def pieces(self) -> list[bytes]:
+        """Bytes of every token as the decoder emits them (control tokens: b"")."""
+        decode = _byte_decoder()
+        tokens = self.field("tokenizer.ggml.tokens")
+        types = self.field("tokenizer.ggml.token_type")
+        out = []
+        for text, kind in zip(tokens, types):
+            if kind in (2, 3, 5):  # unknown, control, unused: no bytes
+                out.append(b"")
+            elif kind == 4:  # user-defined: the text itself
+                out.append(text.encode("utf-8"))
+            else:
+                out.append(bytes(decode[ch] for ch in text))
+        return out
+
+
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's byte-level BPE alphabet: the printable character standing for each byte."""
+    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+                 + list(range(ord("®"), ord("ÿ") + 1)))
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + extra)] = b
+            extra += 1
+    return chars
+
+
+def _arrays(source: GGUFWeights) -> dict:
+    """Every array the engine uses, derived from the file."""
+    out = {}
+    emb = source.tensor("token_embd.weight")
+    out["embedding"] = emb.astype(np.float32)  # Q8_0 values: 18 significant bits, exact
+    out["output.q"], out["output.scale"] = requantize(emb)
+    for i in range(source.shape.layers):
+        t = lambda name: source.tensor(f"blk.{i}.{name}.weight")
+        parts = {"qkv": np.concatenate([t("attn_q"), t("attn_k"), t("attn_v")]),
+                 "o": t("attn_output"),
+                 "gate_up": np.concatenate([t("ffn_gate"), t("ffn_up")]), "down": t("ffn_down")}
+        for name, w in parts.items():
+            out[f"{i}.{name}.q"], out[f"{i}.{name}.scale"] = requantize(w)
+        out[f"{i}.attn_norm"] = t("attn_norm").reshape(-1)
+        out[f"{i}.ffn_norm"] = t("ffn_norm").reshape(-1)
+    out["output_norm"] = source.tensor("output_norm.weight").reshape(-1)
+    pieces = source.pieces()
+    out["pieces"] = np.frombuffer(b"".join(pieces), dtype=np.uint8)
+    out["piece_len"] = np.array([len(p) for p in pieces], dtype=np.int64)
+    return out
+
+
+def unpack_pieces(arrays: dict) -> list[bytes]:
+    blob, ends = arrays["pieces"].tobytes(), np.cumsum(arrays["piece_len"]).tolist()
+    return [blob[a:b] for a, b in zip([0] + ends[:-1], ends)]
+
+
+def _cache_root() -> pathlib.Path:
+    base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+    return pathlib.Path(base) / "nacrith" / "exact"
+
+
+def load(path) -> tuple[dict, dict]:
+    """The engine's arrays for a model file and its metadata, memory-mapped from the cache
+    (made on first use: about 5 s; processes then share the pages).  The cache is keyed by
+    the file's SHA-256 and LAYOUT; a damaged cache changes logits, which the blocks'
+    checksums catch, and can be deleted at any time."""
+    folder = _cache_root() / f"{fingerprint(path)[:32]}-{LAYOUT}"
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        return {name: np.load(folder / f"{name}.npy", mmap_mode="r")
+                for name in meta["arrays"]}, meta
+    except (OSError, ValueError, KeyError):
+        pass
+    source = GGUFWeights(path)
+    arrays = _arrays(source)
+    meta = {"shape": dataclasses.asdict(source.shape), "bos": source.bos, "arrays": sorted(arrays)}
+    tmp = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        for name, array in arrays.items():
+            np.save(tmp / f"{name}.npy", array)
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        os.replace(tmp, folder)
+    except OSError:
+        pass  # a read-only or full disk: recompute next time; another process may have won
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return arrays, meta

@@ -1,0 +1,212 @@
+"""Outputs that are complete or absent: the one rule for writing what a user keeps.
+
+``write_all`` writes every byte or raises: a raw file (``open(path, "wb", buffering=0)``,
+an unbuffered standard output, a pipe) may take fewer bytes than it was given and say
+so only in its return value, and a full disk shows first as such a short write.
+
+``Output`` is a file that appears under its name only once everything was written:
+the bytes go to a hidden temporary file beside the target (``.nacrith-NAME.XXXXXXXX.part``)
+that is renamed when complete, and removed when anything fails.  On an object store
+whose files honour fsspec's ``autocommit=False`` (a multipart upload completed on
+success) the store's own commit does it; within a transaction of the target
+filesystem, the transaction decides.  Without ``overwrite`` an output is published only
+if its name is still free at that moment (two runs racing for one name: the second
+fails, nothing is overwritten).  The command line, the Dask runner and the ``nacrith::``
+filesystem all publish through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import secrets
+
+
+def write_all(out, data) -> None:
+    """Write every byte of ``data`` to ``out``, or raise: a raw file's short write is
+    retried, and one that writes nothing is an error."""
+    view = memoryview(data).cast("B")
+    while view:
+        n = out.write(view)
+        if n is None:
+            if isinstance(out, io.RawIOBase):  # non-blocking, and could take nothing now
+                raise OSError("the output would block; nothing was written")
+            return  # a file-like object that does not count (many outside io): it took all
+        if n <= 0:
+            raise OSError(f"the output took none of {len(view)} bytes (is the disk full?)")
+        view = view[n:]
+
+
+def temporary_name(target: str, sep: str = "/") -> str:
+    """The hidden name beside ``target`` that its bytes are written under first."""
+    folder, _, name = target.rpartition(sep)
+    hidden = f".nacrith-{name}.{secrets.token_hex(4)}.part"
+    return f"{folder}{sep}{hidden}" if folder or target.startswith(sep) else hidden
+
+
+def _local(fs) -> bool:
+    return fs is None or "file" in _protocols(fs) or "local" in _protocols(fs)
+
+
+def _protocols(fs) -> tuple:
+    return fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+
+
+class Output(io.RawIOBase):
+    """A writable file published at ``target`` by ``commit()`` and removed by
+    ``discard()``; as a context manager, committed when its block ends cleanly.
+
+    ``fs``: an fsspec filesystem (None: this machine's).  ``like``: an ``os.stat_result``
+    whose mode and times a local output takes (the input's, as gzip, xz and zstd keep
+    them).  ``overwrite``: replace an existing target instead of failing.
+    """
+
+    def __init__(self, target: str, fs=None, *, overwrite: bool = False,
+                 like: os.stat_result | None = None, exists_hint: str = ""):
+        super().__init__()
+        self.target, self.fs, self.overwrite, self.like = target, fs, overwrite, like
+        self._hint = exists_hint
+        self.size = 0
+        self._done = False
+        if _local(fs):
+            self.target = target = fs._strip_protocol(target) if fs else target
+            if os.path.isdir(target):
+                raise IsADirectoryError(f"{target} is a directory; name an output file")
+            self._check_free()
+            if fs is not None:  # a runner's output tree (the command line makes no folders)
+                os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+            self.temp = temporary_name(target, os.sep)
+            self.file = open(self.temp, "xb")
+            self._commit = self._commit_local
+        else:
+            self._open_remote(fs, target)
+
+    def _open_remote(self, fs, target: str):
+        self._check_free()
+        folder = target.rpartition("/")[0]
+        if folder:
+            fs.makedirs(folder, exist_ok=True)
+        if getattr(fs, "_intrans", False):  # the target's transaction commits or discards
+            self.temp, self.file, self._commit = None, fs.open(target, "wb"), self.file_close
+            return
+        if "memory" not in _protocols(fs):
+            raw = fs.open(target, "wb", autocommit=False)
+            if getattr(raw, "autocommit", True) is False:  # the store publishes on commit
+                self.temp, self.file, self._commit = None, raw, self._commit_store
+                return
+            raw.discard() if hasattr(raw, "discard") else raw.close()
+        self.temp = temporary_name(target)
+        self.file = fs.open(self.temp, "wb")
+        self._commit = self._commit_rename
+
+    def _exists(self) -> bool:
+        return os.path.lexists(self.target) if _local(self.fs) else self.fs.exists(self.target)
+
+    def _check_free(self):
+        if not self.overwrite and self._exists():
+            raise FileExistsError(f"{self.target} already exists{self._hint}")
+
+    def writable(self):
+        return True
+
+    def write(self, data) -> int:
+        write_all(self.file, data)
+        n = memoryview(data).nbytes
+        self.size += n
+        return n
+
+    def fileno(self):
+        return self.file.fileno()
+
+    def file_close(self):
+        self.file.close()
+
+    # -- publishing
+    def commit(self):
+        """Publish the output under its name (once); if that fails, nothing is left."""
+        self._end(self._commit)
+
+    def discard(self):
+        """Leave nothing behind (after a failure: also called by ``close`` before commit)."""
+        self._end(self._remove)
+
+    def _end(self, action):
+        if self._done:
+            return
+        self._done = True
+        try:
+            action()
+        except BaseException:
+            self._remove()
+            raise
+        finally:
+            super().close()
+
+    def _commit_local(self):
+        f = self.file
+        f.flush()
+        if self.like is not None:
+            _copy_metadata(f.fileno(), self.like)
+        os.fsync(f.fileno())
+        f.close()
+        _publish(self.temp, self.target, self.overwrite)
+
+    def _commit_store(self):
+        self.file.commit()
+
+    def _commit_rename(self):
+        self.file.close()
+        if not self.overwrite and self.fs.exists(self.target):
+            raise _appeared(self.target)
+        self.fs.mv(self.temp, self.target)
+
+    def _remove(self):
+        with contextlib.suppress(Exception):
+            if self.temp is None:
+                self.file.discard() if hasattr(self.file, "discard") else self.file.close()
+                return
+            self.file.close()
+        with contextlib.suppress(Exception):
+            if self.temp is not None:
+                os.unlink(self.temp) if _local(self.fs) else self.fs.rm(self.temp)
+
+    def close(self):
+        """Closing without ``commit()`` discards the output."""
+        self.discard()
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+def _appeared(path: str) -> FileExistsError:
+    return FileExistsError(f"{path} appeared while it was being written (another run?); "
+                           "it was left as it is")
+
+
+def _publish(tmp: str, path: str, overwrite: bool):
+    """Rename ``tmp`` to ``path``; without ``overwrite`` only if ``path`` is still free."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # atomic: fails if the name appeared meanwhile
+    except FileExistsError:
+        raise _appeared(path) from None
+    except OSError:  # a file system without hard links: check, then rename
+        if os.path.lexists(path):
+            raise _appeared(path) from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+def _copy_metadata(fd: int, like: os.stat_result):
+    """Permission bits, times and (where allowed) group of ``like`` onto ``fd``."""
+    with contextlib.suppress(OSError):
+        os.fchown(fd, -1, like.st_gid)
+    os.fchmod(fd, like.st_mode & 0o7777)
+    os.utime(fd, ns=(like.st_atime_ns, like.st_mtime_ns))

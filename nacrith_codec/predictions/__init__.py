@@ -1,0 +1,10 @@
+"""Logits -> predictions: the model's next-token logits refined by online predictors.
+
+predictor.py combines them for every live stream of a step: history.py (the symbols so
+far), ngram.py and match.py (sparse candidates), bias.py (a per-token offset), mixer.py
+(learned weights in the log domain), with arith.py's exact arithmetic.
+"""
+
+from .predictor import Predictor
+
+__all__ = ["Predictor"]
