@@ -48,7 +48,7 @@ class _Coding:
     """What compressor and decompressor share: a model path resolved now, loaded later
     (by this process, or by each worker process with ``workers`` > 1)."""
 
-    _memlimit = 0  # bytes a decoder of the stream may need (0: any); see memory.py
+    _memlimit = 0  # bytes a decoder of the stream may need (0: any); see pipeline/memory.py
 
     def __init__(self, model, threads, progress, workers, n_gpu_layers):
         if workers < 1:

@@ -194,7 +194,7 @@ def _pump(args, fin, out, coder, bar, classical) -> tuple[int, int]:
         n_out += len(data)
     tail = b""
     if args.decompress:
-        coder.finish()  # the one rule for where input ends (sequence.py)
+        coder.finish()  # the one rule for where input ends (container/sequence.py)
     else:
         tail = coder.flush()
     write_all(out, tail)

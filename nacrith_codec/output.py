@@ -45,6 +45,11 @@ def temporary_name(target: str, sep: str = "/") -> str:
     return f"{folder}{sep}{hidden}" if folder or target.startswith(sep) else hidden
 
 
+#: Object stores whose files honour ``autocommit=False``: a multipart upload, completed by
+#: ``commit()`` and aborted by ``discard()`` (a rename there would copy the object).
+_STORES = {"s3", "s3a", "gs", "gcs", "abfs", "az", "adl"}
+
+
 def _local(fs) -> bool:
     return fs is None or "file" in _protocols(fs) or "local" in _protocols(fs)
 
@@ -88,14 +93,12 @@ class Output(io.RawIOBase):
         if folder:
             fs.makedirs(folder, exist_ok=True)
         if getattr(fs, "_intrans", False):  # the target's transaction commits or discards
-            self.temp, self.file, self._commit = None, fs.open(target, "wb"), self.file_close
+            self.temp, self.file, self._commit = None, fs.open(target, "wb"), self._close_file
             return
-        if "memory" not in _protocols(fs):
-            raw = fs.open(target, "wb", autocommit=False)
-            if getattr(raw, "autocommit", True) is False:  # the store publishes on commit
-                self.temp, self.file, self._commit = None, raw, self._commit_store
-                return
-            raw.discard() if hasattr(raw, "discard") else raw.close()
+        if _STORES & set(_protocols(fs)):  # the store publishes the upload on commit
+            self.temp, self._commit = None, self._commit_store
+            self.file = fs.open(target, "wb", autocommit=False)
+            return
         self.temp = temporary_name(target)
         self.file = fs.open(self.temp, "wb")
         self._commit = self._commit_rename
@@ -119,7 +122,7 @@ class Output(io.RawIOBase):
     def fileno(self):
         return self.file.fileno()
 
-    def file_close(self):
+    def _close_file(self):
         self.file.close()
 
     # -- publishing
@@ -153,6 +156,7 @@ class Output(io.RawIOBase):
         _publish(self.temp, self.target, self.overwrite)
 
     def _commit_store(self):
+        self.file.close()  # the last part uploaded; the object appears only now:
         self.file.commit()
 
     def _commit_rename(self):
@@ -163,13 +167,15 @@ class Output(io.RawIOBase):
 
     def _remove(self):
         with contextlib.suppress(Exception):
-            if self.temp is None:
-                self.file.discard() if hasattr(self.file, "discard") else self.file.close()
-                return
             self.file.close()
         with contextlib.suppress(Exception):
-            if self.temp is not None:
-                os.unlink(self.temp) if _local(self.fs) else self.fs.rm(self.temp)
+            if self.temp is None:  # a store's upload or a transaction's file
+                if hasattr(self.file, "discard"):
+                    self.file.discard()
+            elif _local(self.fs):
+                os.unlink(self.temp)
+            else:
+                self.fs.rm(self.temp)
 
     def close(self):
         """Closing without ``commit()`` discards the output."""

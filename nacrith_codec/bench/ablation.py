@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from ..config import MAX_BLOCK_SIZE, MODEL_ALONE, SKIP_PPM, CodecConfig
-from ..engines.llamacpp import StreamTokens
+from ..engines.interface import StreamTokens
 from ..pipeline import schedule
 from ..predictions import Predictor
 from . import model_rate

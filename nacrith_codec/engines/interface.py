@@ -17,15 +17,15 @@ class Model(Protocol):
     n_vocab: int  # tokens of the vocabulary
     bos: int  # the token each stream starts from
     pieces: list  # the bytes of every token (special tokens: b"")
-    kv_bytes_per_token: int  # cache per token of context (memory.py's bound)
+    kv_bytes_per_token: int  # cache per token of context (pipeline/memory.py's bound)
 
     def tokenize(self, text: bytes) -> np.ndarray:
         """The model's tokens of UTF-8 text (no BOS; checked by tokens/ to be exact)."""
 
 
 class Context(Protocol):
-    """B token streams in lockstep, each with a sliding window (llamacpp.StreamTokens
-    holds the per-stream queue both engines share)."""
+    """B token streams in lockstep, each with a sliding window (StreamTokens below holds
+    the per-stream queue both engines share)."""
 
     pending: np.ndarray  # tokens waiting per stream
 
@@ -41,3 +41,23 @@ class Context(Protocol):
 
     def close(self) -> None:
         """Free what the context holds now."""
+
+
+class StreamTokens:
+    """What every engine's context keeps per stream: the tokens waiting to be fed
+    (``push``), how many wait, and how many are cached."""
+
+    def __init__(self, streams: int, pending: int):
+        self.waiting = np.zeros((streams, pending), dtype=np.int32)
+        self.pending = np.zeros(streams, dtype=np.int64)
+        self.cached = np.zeros(streams, dtype=np.int64)
+
+    def reset(self):
+        self.cached[:] = 0
+        self.pending[:] = 0
+
+    def push(self, tokens: np.ndarray):
+        """Append tokens[i] to the waiting tokens of stream i, for the first len(tokens)."""
+        live = len(tokens)
+        self.waiting[np.arange(live), self.pending[:live]] = tokens
+        self.pending[:live] += 1

@@ -18,6 +18,7 @@ import weakref
 import numpy as np
 
 from ..errors import MemoryLimitError, ModelNotFoundError, NacrithError
+from .interface import StreamTokens
 
 _init_lock = threading.Lock()
 _initialized = False
@@ -115,26 +116,6 @@ _DECODE_ERRORS = {  # llama_decode's return codes (llama.h)
     2: "aborted",
     -1: "invalid batch",
 }
-
-
-class StreamTokens:
-    """What every engine's context keeps per stream: the tokens waiting to be fed
-    (``push``), how many wait, and how many are cached."""
-
-    def __init__(self, streams: int, pending: int):
-        self.waiting = np.zeros((streams, pending), dtype=np.int32)
-        self.pending = np.zeros(streams, dtype=np.int64)
-        self.cached = np.zeros(streams, dtype=np.int64)
-
-    def reset(self):
-        self.cached[:] = 0
-        self.pending[:] = 0
-
-    def push(self, tokens: np.ndarray):
-        """Append tokens[i] to the waiting tokens of stream i, for the first len(tokens)."""
-        live = len(tokens)
-        self.waiting[np.arange(live), self.pending[:live]] = tokens
-        self.pending[:live] += 1
 
 
 class Context(StreamTokens):

@@ -1,8 +1,8 @@
 """The exact engine: the bundled model's logits, identical on every machine.
 
-``ExactModel`` has the interface of ``llm.Model`` that the codec uses
+``ExactModel`` has the interface of ``engines.interface.Model`` that the codec uses
 (``n_vocab``, ``bos``, ``pieces``, ``tokenize``, ``kv_bytes_per_token``) and
-``ExactModel.context`` makes contexts with ``llm.Context``'s interface.  The
+``ExactModel.context`` makes contexts with ``engines.interface.Context``'s.  The
 weights and the vocabulary come from the GGUF file (weights.py), the
 arithmetic is network.py and context.py, the transcendental functions
 tables.py.  Decoding needs no llama.cpp; encoding uses llama.cpp's tokenizer

@@ -1,4 +1,4 @@
-"""B token streams over the exact network, with the interface of ``llm.Context``.
+"""B token streams over the exact network, with the interface of ``engines.interface.Context``.
 
 Each stream has its own key/value cache of ``window`` slots: 8-bit keys and
 values (float32) with a float64 scale per slot and head.  Attention weights
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..llamacpp import StreamTokens
+from ..interface import StreamTokens
 from ...numerics import tables
 from .network import CACHE_LEVELS, Network, halves, joined, product, quantize, rope
 
