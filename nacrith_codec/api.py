@@ -10,7 +10,7 @@ from . import container
 from .config import CodecConfig
 from .container.sequence import StreamSequence
 from .engines import Engine, environment
-from .engines.identity import Identity
+from .engines.identity import Identity, differences
 from .engines.model_file import DEFAULT_FILE, fingerprint, resolve_model_path
 from .errors import CorruptError, EnvironmentMismatchError
 from .pipeline import memory
@@ -275,15 +275,12 @@ class NacrithDecompressor(_Coding):
         predictions make the range decoder go astray in any of several ways."""
         if classical.MODEL not in block.methods() or self.header.config.engine == "exact":
             return error  # the model played no part, or its logits depend on no environment
-        ours = environment(self._gpu, numpy=not self.header.config.exact)
-        theirs = self.header.env
-        differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+        differ = differences(self.header.env,
+                             environment(self._gpu, numpy=not self.header.config.exact))
         if not differ:
             return error
-        return EnvironmentMismatchError(
-            f"decoding failed ({error}), and the stream was written in a different "
-            "environment: " + "; ".join(
-                f"{k}: writer {theirs.get(k)!r}, here {ours.get(k)!r}" for k in differ))
+        return EnvironmentMismatchError(f"decoding failed ({error}), and the stream was "
+                                        f"written in a different environment: {differ}")
 
     def _read_records(self):
         """Parse the complete records in the input, handing blocks to the runner while it

@@ -51,10 +51,11 @@ _STORES = {"s3", "s3a", "gs", "gcs", "abfs", "az", "adl"}
 
 
 def _local(fs) -> bool:
-    return fs is None or "file" in _protocols(fs) or "local" in _protocols(fs)
+    return fs is None or "file" in protocols(fs) or "local" in protocols(fs)
 
 
-def _protocols(fs) -> tuple:
+def protocols(fs) -> tuple:
+    """The protocols of an fsspec filesystem, as a tuple."""
     return fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
 
 
@@ -95,7 +96,7 @@ class Output(io.RawIOBase):
         if getattr(fs, "_intrans", False):  # the target's transaction commits or discards
             self.temp, self.file, self._commit = None, fs.open(target, "wb"), self._close_file
             return
-        if _STORES & set(_protocols(fs)):  # the store publishes the upload on commit
+        if _STORES & set(protocols(fs)):  # the store publishes the upload on commit
             self.temp, self._commit = None, self._commit_store
             self.file = fs.open(target, "wb", autocommit=False)
             return

@@ -253,9 +253,9 @@ def _jobs(kind: str, items, dest, storage_options: dict, existing: str, settings
             if existing == "skip":
                 job.report.status = "skipped"
             elif existing == "error":
-                job.report.status = "failed"
-                job.report.error = (f"FileExistsError: {job.report.target} exists (overwrite "
-                                    "it with existing='overwrite' / -f, keep it with 'skip')")
+                job.report.fail(FileExistsError(f"{job.report.target} exists (overwrite it "
+                                                "with existing='overwrite' / -f, keep it "
+                                                "with 'skip')"))
         if job.report.status == "ok":
             jobs.append(job)
     return jobs, reports

@@ -167,19 +167,16 @@ def main(argv=None) -> int:
         for problem in problems:
             print(f"nacrith bench: {problem}", file=sys.stderr)
         return 1
-    if args.raw:
+    if args.raw or args.ablation:
         from ..engines import Engine
         from ..engines.model_file import resolve_model_path
-        from . import model_rate
+        from . import ablation, model_rate
         path = resolve_model_path(args.model)
-        streams = [int(b) for b in args.streams.split(",")]
-        model_rate.run(args.files, Engine.get(path), path, args.threads, streams, args.limit)
-        return 0
-    if args.ablation:
-        from ..engines import Engine
-        from ..engines.model_file import resolve_model_path
-        from .ablation import run
-        run(args.files, Engine.get(resolve_model_path(args.model)), args.threads)
+        if args.raw:
+            streams = [int(b) for b in args.streams.split(",")]
+            model_rate.run(args.files, Engine.get(path), path, args.threads, streams, args.limit)
+        else:
+            ablation.run(args.files, Engine.get(path), args.threads)
         return 0
     codecs = dict(classical())
     if not args.only_classical:

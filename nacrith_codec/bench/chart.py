@@ -9,6 +9,8 @@ Needs matplotlib (``pip install "nacrith-codec[chart]"``).
 
 from __future__ import annotations
 
+from ..pipeline.stats import bits_per_byte
+
 
 def draw(rows, path: str, title: str = ""):
     """rows: dicts with codec, original, size, compress_s (one per codec and file)."""
@@ -27,7 +29,7 @@ def draw(rows, path: str, title: str = ""):
         t[1] += row["size"]
         t[2] += row["compress_s"]
     names = list(totals)
-    bpb = [8 * size / max(original, 1) for original, size, _ in totals.values()]
+    bpb = [bits_per_byte(original, size) or 0.0 for original, size, _ in totals.values()]
     speed = [original / max(seconds, 1e-9) for original, _, seconds in totals.values()]
     colors = ["tab:red" if name.startswith("nacrith") else "tab:gray" for name in names]
 

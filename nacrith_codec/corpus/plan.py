@@ -16,7 +16,7 @@ import fsspec
 
 from .. import api, container
 from ..errors import CorruptError, NacrithError
-from ..output import Output
+from ..output import Output, protocols
 from .report import FileReport
 from .tasks import Settings, Source
 
@@ -68,8 +68,7 @@ def _matches(fs, path: str, suffix: str) -> tuple:
 def shipped(item: Input, ship: bool | None) -> tuple | None:
     """Where the client reads an input's blocks for the workers, if it does."""
     if ship is None:
-        protocols = item.fs.protocol if isinstance(item.fs.protocol, tuple) else (item.fs.protocol,)
-        ship = bool(CLIENT_ONLY & set(protocols))
+        ship = bool(CLIENT_ONLY & set(protocols(item.fs)))
     return (item.fs, item.path) if ship else None
 
 
@@ -132,7 +131,7 @@ class Job:
 
     def fail(self, error: Exception):
         """The file failed: nothing of it is published."""
-        self.report.status, self.report.error = "failed", f"{type(error).__name__}: {error}"
+        self.report.fail(error)
         self.ready.clear()
         if self.out is not None:
             self.out.discard()
@@ -175,7 +174,7 @@ def plan_decompress(item: Input, target_fs, root: str, settings: Settings, model
             raise ValueError(f"unknown suffix (expected {container.SUFFIX})")
         _by_blocks(job, item, settings, url, storage_options)
     except (NacrithError, ValueError, OSError) as exc:
-        report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
+        report.fail(exc)
     report.blocks = job.blocks
     return job
 

@@ -23,6 +23,10 @@ class FileReport:
     rerun_blocks: int = 0  # blocks Dask ran again after losing a worker
     error: str | None = None
 
+    def fail(self, error: Exception):
+        """This file failed, for ``error`` (named by its class)."""
+        self.status, self.error = "failed", f"{type(error).__name__}: {error}"
+
     @property
     def bpb(self) -> float | None:
         """Bits per byte of the original: compressed size x 8 / original size."""

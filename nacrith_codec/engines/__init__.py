@@ -93,4 +93,4 @@ class Engine:
     def check_memory(self, config, limit: int) -> int:
         """The bytes a decoder of ``config`` needs; MemoryLimitError over ``limit``."""
         return memory.check(config, self.model.n_vocab, self.model.kv_bytes_per_token, limit,
-                            getattr(self.model, "score_bytes", 0))
+                            self.model.score_bytes)

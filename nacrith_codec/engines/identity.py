@@ -37,8 +37,15 @@ class Identity:
                 "; pass that file as model=..., --model or NACRITH_MODEL")
         if self.env != needed.env:
             raise EnvironmentMismatchError(
-                f"{where or 'this machine'} runs in another environment ({self.env}) than "
-                f"{what}'s ({needed.env}): its blocks would not decode alike")
+                f"{where or 'this machine'} runs in another environment than {what}'s "
+                f"({differences(needed.env, self.env)}): its blocks would not decode alike")
+
+
+def differences(writer: dict, here: dict) -> str:
+    """What differs between the environment a stream needs (``writer``) and one that codes
+    it (``here``), entry by entry; "" when nothing does."""
+    differ = sorted(k for k in set(writer) | set(here) if writer.get(k) != here.get(k))
+    return "; ".join(f"{k}: writer {writer.get(k)!r}, here {here.get(k)!r}" for k in differ)
 
 
 def identify(model=None, n_gpu_layers: int = 0, engine: str = "exact") -> Identity:

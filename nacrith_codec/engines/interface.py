@@ -18,6 +18,7 @@ class Model(Protocol):
     bos: int  # the token each stream starts from
     pieces: list  # the bytes of every token (special tokens: b"")
     kv_bytes_per_token: int  # cache per token of context (pipeline/memory.py's bound)
+    score_bytes: int  # attention temporaries per row of a step and token of its window
 
     def tokenize(self, text: bytes) -> np.ndarray:
         """The model's tokens of UTF-8 text (no BOS; checked by tokens/ to be exact)."""

@@ -67,6 +67,8 @@ def environment() -> dict:
 class Model:
     """A GGUF model loaded once per process and shared by every context."""
 
+    score_bytes = 0  # llama.cpp's attention buffers are in memory.py's fixed engine base
+
     def __init__(self, path: str, n_gpu_layers: int = 0, vocab_only: bool = False):
         L = _llama()
         params = L.llama_model_default_params()
