@@ -11,7 +11,8 @@ from .config import CodecConfig
 from .container.sequence import StreamSequence
 from .engines import Engine, environment
 from .engines.identity import Identity, differences
-from .engines.model_file import DEFAULT_FILE, fingerprint, resolve_model_path
+from .engines.model_file import (DEFAULT_FILE, DEFAULT_NAME, ENV_VAR, fingerprint,
+                                 named_by_sha256, named_path, resolve_model_path)
 from .errors import CorruptError, EnvironmentMismatchError
 from .pipeline import memory
 from .pipeline.workers import Pool, Serial
@@ -54,6 +55,7 @@ class _Coding:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self._model_path = resolve_model_path(model)
+        self._model_chosen = model is not None or bool(os.environ.get(ENV_VAR))
         self._threads, self._progress, self._workers = threads, progress, workers
         self._gpu = n_gpu_layers
         self._runner = None
@@ -205,7 +207,8 @@ def header_for(config, sha256: str, file_name: str, env: dict,
     needs no name, and only the llama.cpp engine's streams record the environment."""
     return container.Header(
         config, bytes.fromhex(sha256), "" if file_name == DEFAULT_FILE else file_name,
-        env if config.engine == "llama.cpp" else {}, content_size)
+        env if config.engine == "llama.cpp" else {}, content_size,
+        container.header.version_for(config))
 
 
 class NacrithDecompressor(_Coding):
@@ -246,9 +249,12 @@ class NacrithDecompressor(_Coding):
         self.unused_data = b""
 
     def _check_model(self, header):
+        needed = Identity(header.model_sha256.hex(), header.model_name, {})
+        named = named_by_sha256(needed.sha256)
+        if not self._model_chosen and named is not None and named.name != DEFAULT_NAME:
+            self._model_path = named_path(named.name)  # the named model the stream names
         ours = Identity(fingerprint(self._model_path), str(self._model_path), {})
-        ours.require(Identity(header.model_sha256.hex(), header.model_name, {}),
-                     "this stream")
+        ours.require(needed, "this stream")
 
     def _verified(self, block: container.Block, data: bytes) -> bytes:
         if block.digest and container.digest(data) != block.digest:

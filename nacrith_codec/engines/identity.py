@@ -12,7 +12,7 @@ import dataclasses
 import os
 
 from ..errors import EnvironmentMismatchError, ModelMismatchError
-from .model_file import DEFAULT_FILE, fingerprint, resolve_model_path
+from .model_file import DEFAULT_FILE, fingerprint, named_by_sha256, resolve_model_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,10 +31,14 @@ class Identity:
         coder checked (a file, a worker), in the message."""
         if not self.sha256.startswith(needed.sha256):
             name = needed.model_name or DEFAULT_FILE
+            named = named_by_sha256(needed.sha256)
+            how = (f"pass model={named.name!r} or --model {named.name} (installed by "
+                   f"`pip install \"nacrith-codec[{named.extra}]\"`)" if named else
+                   "pass that file as model=..., --model or NACRITH_MODEL")
             raise ModelMismatchError(
                 f"{what} needs the model {name!r} (sha256 {needed.sha256}...), but "
                 f"{where or 'the model given'} is {self.model_name} (sha256 {self.sha256})"
-                "; pass that file as model=..., --model or NACRITH_MODEL")
+                f"; {how}")
         if self.env != needed.env:
             raise EnvironmentMismatchError(
                 f"{where or 'this machine'} runs in another environment than {what}'s "

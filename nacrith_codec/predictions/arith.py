@@ -15,31 +15,47 @@ import numpy as np
 
 from ..numerics import tables
 
-EXP_ONE = float(1 << 36)  # a softmax's terms are integers up to 2**36: sums below 2**53
+EXP_BITS = 36  # a softmax's terms are integers up to 2**36 ...
 SOFTMAX_STEP = 4096  # the exponent's grid: terms are e**x for x rounded to 1/4096
 #: e**-26 * 2**36 < 0.5: every term below is 0 (probabilities under about 1e-11, below
 #: the range coder's smallest frequency of 2**-24 anyway, which every symbol keeps)
 _SOFTMAX_SPAN = 26 * SOFTMAX_STEP
+EXP_MIN = -26.0  # exp_terms is 0 at and below
+
+
+def exp_bits(n: int) -> int:
+    """... or fewer, so that a sum over ``n`` tokens stays below 2**53, exact in float64:
+    36 for SmolLM2's 49,152 tokens (the terms of every stream written so far), 34 for
+    Gemma's 262,144.  A vocabulary of 2**20 or more leaves too few bits for the terms."""
+    bits = min(EXP_BITS, 52 - max(n - 1, 1).bit_length())
+    if bits < 30:
+        raise ValueError(f"a softmax over {n} tokens would not sum exactly")
+    return bits
 P_ONE = 1 << 20  # fixed point of probabilities in an expectation
 V_ONE = 1 << 12  # and of the values (|values| < 2**19: every partial sum below 2**52)
 
 
 @functools.lru_cache(maxsize=None)
-def _terms() -> np.ndarray:
+def _terms(bits: int) -> np.ndarray:
     grid = -np.arange(_SOFTMAX_SPAN + 1, dtype=np.float64) / SOFTMAX_STEP
-    table = np.rint(tables.exp(grid) * EXP_ONE)
+    table = np.rint(tables.exp(grid) * float(1 << bits))
     table[-1] = 0.0
     return table
+
+
+def exp_terms(x: np.ndarray, bits: int) -> np.ndarray:
+    """e**x * 2**bits for x <= 0 (x > 0 counts as 0), x rounded to the grid
+    (1/SOFTMAX_STEP), as integers (float64): a table lookup, the same on every machine;
+    0 below e**-26."""
+    index = np.clip(x * -float(SOFTMAX_STEP), 0.0, float(_SOFTMAX_SPAN))
+    return _terms(bits)[np.rint(index).astype(np.int32)]
 
 
 def softmax(z: np.ndarray, never=None, scale=1.0) -> np.ndarray:
     """softmax of the rows of ``z`` times ``scale`` (a number or one per row), in place,
     tokens ``never`` set to 0; every operation correctly rounded, every sum exact."""
-    if z.shape[1] * EXP_ONE >= 2.0 ** 53:
-        raise ValueError(f"a softmax over {z.shape[1]} tokens would not sum exactly")
     x = z - z.max(axis=1, keepdims=True)  # <= 0, in z's precision
-    index = np.minimum(x * -float(SOFTMAX_STEP), float(_SOFTMAX_SPAN))
-    terms = _terms()[np.rint(index).astype(np.int32)]
+    terms = exp_terms(x, exp_bits(z.shape[1]))
     if never is not None:
         terms[:, never] = 0.0
     total = terms.sum(axis=1)  # integers below 2**53: exact whatever the order
