@@ -19,13 +19,15 @@ MAX_BLOCK_SIZE = 16 << 20
 MAX_STREAMS = 64
 MAX_WINDOW = 8192  # SmolLM2's training context; larger models can lift it in a new version
 #: The settings that switch every online predictor off: the model's probabilities only.
-MODEL_ALONE = dict(ngram_order=0, match_min=0, bias_rate_ppm=0, mixer_rate_ppm=0, skip_ppm=0)
+MODEL_ALONE = dict(ngram_order=0, match_min=0, bias_rate_ppm=0, mixer_rate_ppm=0, skip_ppm=0,
+                   cache_size=0)
 MAX_NGRAM_ORDER = 8
 #: The skip's threshold when it is switched on.  Off by default: with streams in
 #: lockstep a skipped row barely shortens the step's llama_decode, and on html the
 #: skip cost 2% of ratio for no speed (README, "Speed").
 SKIP_PPM = 950000
 MAX_TABLE_BITS = 22  # 2**22 N-gram buckets: 144 MiB per block coder at most
+MAX_CACHE = 1 << 16  # neural cache entries: 151 MiB per block coder at most (640 values each)
 #: The engines that compute the model's logits.  "exact" (format version 6) computes them
 #: in integer arithmetic that every machine shares (nacrith_codec/exact), so its streams
 #: decode anywhere; "llama.cpp" (the default while it is 2.5 times faster on a CPU: README,
@@ -65,6 +67,9 @@ class CodecConfig:
     exact: 1 when every step after the logits is exact arithmetic too (tables
         for exp, integer sums; version 6), 0 for versions 1-5 (numpy's exp,
         whose last bits follow the CPU's SIMD kernels).
+    cache_size: entries of the neural cache (predictions/cache.py: the model's hidden
+        states of the block's last tokens and what followed them; 0 = off; version 7).
+    cache_theta: the cache's sharpness, theta in e**(theta * (cosine - 1)).
     """
 
     block_size: int = 256 << 10
@@ -82,6 +87,8 @@ class CodecConfig:
     float_bits: int = 32
     engine: str = "llama.cpp"
     exact: int = 1
+    cache_size: int = 32768
+    cache_theta: int = 50
 
     def __post_init__(self):
         self.validate(ValueError)
@@ -104,6 +111,9 @@ class CodecConfig:
             (self.float_bits in (32, 64), "float_bits must be 32 or 64"),
             (self.engine in ENGINES, f"engine must be one of {', '.join(ENGINES)}"),
             (self.exact in (0, 1), "exact must be 0 or 1"),
+            (self.cache_size == 0 or 64 <= self.cache_size <= MAX_CACHE,
+             f"cache_size must be 0 or 64..{MAX_CACHE}"),
+            (1 <= self.cache_theta <= 1000, "cache_theta must be 1..1000"),
         ]
         for ok, message in checks:
             if not ok:
@@ -114,7 +124,7 @@ class CodecConfig:
     def ensemble(self) -> bool:
         """Whether any online predictor refines the model's probabilities."""
         return bool(self.ngram_order or self.match_min or self.bias_rate_ppm
-                    or self.mixer_rate_ppm)
+                    or self.mixer_rate_ppm or self.cache_size)
 
     @property
     def skips(self) -> bool:

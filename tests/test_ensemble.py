@@ -12,6 +12,7 @@ from nacrith_codec.predictions.history import History
 from nacrith_codec.predictions.match import MatchModel
 from nacrith_codec.predictions.ngram import NGram
 from nacrith_codec.predictions import Predictor
+from nacrith_codec.predictions.cache import PROJECTED
 
 VARIANTS = {
     "all": dict(skip_ppm=SKIP_PPM),
@@ -20,6 +21,8 @@ VARIANTS = {
     "no-match": dict(match_min=0, skip_ppm=0),
     "no-bias": dict(bias_rate_ppm=0),
     "fixed-mixer": dict(mixer_rate_ppm=0),
+    "no-cache": dict(cache_size=0),  # format version 6
+    "small-cache": dict(cache_size=64, cache_theta=20),  # a ring that wraps
     "no-skip": dict(skip_ppm=0),
     "float64": dict(skip_ppm=SKIP_PPM, float_bits=64),  # the arithmetic of format version 3
     "model-alone-float64": {**MODEL_ALONE, "float_bits": 64},
@@ -81,7 +84,9 @@ def test_skip_fires_and_the_decoder_replays_its_schedule(coded):
 
 def test_skip_holds_back_at_most_max_pending_tokens(repetitive):
     # a window so short that at most 7 tokens may wait: slides happen between skips
-    options = dict(streams=1, window=40, slide=32, sink=1, skip_ppm=SKIP_PPM)
+    # (the cache off: with it this input sits on the encoder's give-up line at its first
+    # check, one coder word over, though the cache makes the block 10% smaller in the end)
+    options = dict(streams=1, window=40, slide=32, sink=1, skip_ppm=SKIP_PPM, cache_size=0)
     c = nc.NacrithCompressor(**options)
     stream = c.compress(repetitive) + c.flush()
     assert CodecConfig(**options).max_pending == 7
@@ -132,22 +137,53 @@ def test_match_model_follows_repeats_across_streams():
 
 
 def test_ensemble_memory_is_bounded_by_its_tables_and_history():
-    """Fixed-size tables plus one int32 per symbol of the block, however long the input."""
+    """Fixed-size tables (the neural cache's ring among them) plus one int32 per symbol of
+    the block, however long the input."""
     rng = np.random.default_rng(1)
-    v, streams, steps = 500, 4, 3000
-    config = CodecConfig(ngram_bits=12, skip_ppm=SKIP_PPM)
-    p = Predictor(v, streams, None, config)
+    v, streams, steps, dim = 500, 4, 3000, 16
+    config = CodecConfig(ngram_bits=12, skip_ppm=SKIP_PPM, cache_size=256)
+    p = Predictor(v, streams, None, config, dim)
     counts = [steps] * streams
     p.start(counts)
     sizes = []
     for t in range(steps):
         skip = p.skips(streams, np.ones(streams, bool))
-        p.mix(rng.normal(size=(int((~skip).sum()), v)), skip)
+        rows = int((~skip).sum())
+        p.mix(rng.normal(size=(rows, v)), skip, rng.normal(size=(rows, dim)))
         p.update(rng.integers(0, 50, size=streams).astype(np.int32), skip)
         if t in (10, steps - 1):
             sizes.append(sum(a.nbytes for a in (p.ngram.check, p.ngram.token, p.ngram.count,
                                                  p.match.table, p.history.tokens, p.bias.bias,
-                                                 p.mixer.w)))
+                                                 p.mixer.w)) + p.cache.nbytes())
     assert sizes[0] == sizes[1]  # nothing grew while coding
-    tables = (1 << 12) * (4 + 8 * 4) + (1 << 18) * 8 + v * 8
+    assert p.cache.filled == 256  # the ring is full and wrapped many times
+    tables = (1 << 12) * (4 + 8 * 4) + (1 << 18) * 8 + v * 8 + 256 * (4 * PROJECTED + 16)
     assert sizes[1] <= tables + 4 * streams * (steps + 1) + p.mixer.w.nbytes
+
+
+def test_the_neural_cache_recalls_what_followed_similar_states_exactly():
+    """Rows are computed alone (a row's weights do not depend on what shares its step),
+    the entries' order does not change a weight (sums of integers), and a state seen
+    before recalls the token that followed it."""
+    from nacrith_codec.predictions.cache import NeuralCache
+    rng = np.random.default_rng(2)
+    v, dim = 300, 24
+    states = rng.normal(size=(40, dim)).astype(np.float32)
+    tokens = rng.integers(0, v, size=40)
+
+    def filled(order):
+        cache = NeuralCache(64, dim, 50, v)
+        for i in order:
+            cache.predict(states[i:i + 1])
+            cache.add(np.array([0]), tokens[i:i + 1])
+        return cache
+
+    a, b = filled(range(40)), filled(rng.permutation(40))
+    lam, weights, total = a.predict(states[:6])
+    _, weights_b, total_b = b.predict(states[:6])
+    assert np.array_equal(weights, weights_b) and np.array_equal(total, total_b)
+    for i in range(6):
+        _, alone, _ = a.predict(states[i:i + 1])
+        assert np.array_equal(alone[0], weights[i])
+        assert np.argmax(weights[i]) == tokens[i]  # its own state is the most similar
+    assert np.all(weights.sum(axis=1) == total) and np.all(lam >= 0) and np.all(lam < 0.8)

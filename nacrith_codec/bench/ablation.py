@@ -2,7 +2,8 @@
 
 The model's logits for a file are recorded once, under the codec's own
 schedule (its streams, window and slides), in a float16 memory map in a
-temporary directory (about 100 KB per token: 4 GB for alice29.txt); the
+temporary directory (about 100 KB per token: 4 GB for alice29.txt), with the
+final hidden states the neural cache reads (float32, as the model gave them); the
 predictors are then replayed over them in every configuration of the table.
 A row's bits per byte are the cross-entropy of the symbols under its
 probabilities (the range coder adds about 0.1%).  A skipping configuration is
@@ -34,6 +35,8 @@ ROWS = {
     "+ mixer": {**_OFF, "mixer_rate_ppm": CodecConfig.mixer_rate_ppm},
     "+ match and skip": {**_OFF, "match_min": CodecConfig.match_min,
                          "skip_ppm": SKIP_PPM},
+    "+ neural cache": {**_OFF, "cache_size": CodecConfig.cache_size},
+    "all but the cache (version 6)": {"cache_size": 0},
     "all (defaults)": {},
     "all and the skip": {"skip_ppm": SKIP_PPM},
     "all in float64 (version 3)": {"float_bits": 64},
@@ -41,26 +44,30 @@ ROWS = {
 
 
 def record(engine, data: bytes, config: CodecConfig, folder: str, threads=None):
-    """(logits memmap (streams, steps, V), symbol grid, stream lengths, model seconds)."""
+    """((logits memmap (streams, steps, V), hidden states (streams, steps, d)), symbol grid,
+    stream lengths, model seconds)."""
     grid, counts = model_rate.grid(engine, data, config)
     logits = np.lib.format.open_memmap(os.path.join(folder, "logits.npy"), "w+", np.float16,
                                        (len(counts), counts[0], engine.tokenizer.n_vocab))
+    hidden = np.zeros((len(counts), counts[0], engine.model.n_embd), dtype=np.float32)
 
-    def keep(t, live, out):
+    def keep(t, live, out, states):
         logits[:live, t] = out - out.max(axis=1, keepdims=True)
+        hidden[:live, t] = states
 
     begin = time.perf_counter()
-    model_rate.passes(engine, grid, counts, config, threads, keep)
-    return logits, grid, counts, time.perf_counter() - begin
+    model_rate.passes(engine, grid, counts, config.replace(cache_size=CodecConfig.cache_size),
+                      threads, keep)
+    return (logits, hidden), grid, counts, time.perf_counter() - begin
 
 
 class _Recorded(StreamTokens):
-    """A context that answers each step with the logits recorded for it (the schedule
-    pushes once a step, so the pushes count the steps)."""
+    """A context that answers each step with the logits and hidden states recorded for it
+    (the schedule pushes once a step, so the pushes count the steps)."""
 
-    def __init__(self, logits, streams: int, pending: int):
+    def __init__(self, recorded, streams: int, pending: int):
         super().__init__(streams, pending)
-        self._logits, self._t = logits, -1
+        (self._logits, self._hidden), self._t = recorded, -1
 
     def push(self, tokens):
         super().push(tokens)
@@ -68,14 +75,16 @@ class _Recorded(StreamTokens):
 
     def step(self, rows):
         self.pending[rows] = 0
+        self.hidden = self._hidden[rows, self._t]
         return np.asarray(self._logits[rows, self._t], dtype=np.float32)
 
 
-def replay(logits, grid, counts, config: CodecConfig, tokenizer) -> dict:
+def replay(recorded, grid, counts, config: CodecConfig, tokenizer) -> dict:
     """The cross-entropy of the file's symbols under the predictors of ``config`` fed the
     recorded logits, through the codec's own schedule (its skips included)."""
     v = tokenizer.n_vocab
-    predictor = Predictor(v, len(counts), tokenizer.never, config)
+    predictor = Predictor(v, len(counts), tokenizer.never, config,
+                          recorded[1].shape[2] if config.cache_size else 0)
     totals = {"bits": 0.0}
 
     def code(t, live, probs):
@@ -86,7 +95,7 @@ def replay(logits, grid, counts, config: CodecConfig, tokenizer) -> dict:
 
     times: dict = {}
     begin = time.perf_counter()
-    ctx = _Recorded(logits, len(counts), config.max_pending)
+    ctx = _Recorded(recorded, len(counts), config.max_pending)
     schedule.run(ctx, counts, tokenizer.llm_input, tokenizer.model.bos, code, predictor,
                  config.max_pending, times)
     return {"bits": totals["bits"], "passes": times.get("model_steps", 0) / int(sum(counts)),
@@ -99,13 +108,13 @@ def run(paths, engine, threads=None, out=print):
             data = f.read()
         base = CodecConfig(block_size=min(max(len(data), 1), MAX_BLOCK_SIZE))
         with tempfile.TemporaryDirectory(prefix="nacrith-ablation-") as folder:
-            logits, grid, counts, seconds = record(engine, data, base, folder, threads)
+            recorded, grid, counts, seconds = record(engine, data, base, folder, threads)
             tokens = int(sum(counts))
             out(f"{os.path.basename(path)}: {len(data)} bytes, {tokens} tokens, model "
                 f"{tokens / seconds:.1f} tokens/s ({len(counts)} streams, window {base.window})")
             out(f"{'configuration':28} {'bpb':>7} {'passes/token':>13} {'predictors ms/step':>19}")
             for name, changes in ROWS.items():
-                r = replay(logits, grid, counts, base.replace(**changes), engine.tokenizer)
+                r = replay(recorded, grid, counts, base.replace(**changes), engine.tokenizer)
                 out(f"{name:28} {r['bits'] / len(data):7.4f} {r['passes']:13.3f} "
                     f"{r['ms_per_step']:19.1f}", flush=True)
-            del logits
+            del recorded

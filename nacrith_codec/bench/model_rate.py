@@ -25,14 +25,14 @@ def grid(engine, data: bytes, config):
 
 
 def passes(engine, symbols, counts, config, threads=None, each=None):
-    """Every step of the schedule, one model call each, ``each(t, live, logits)`` seeing
-    the logits of the live streams."""
-    def code(t, live, logits):
-        if each is not None:
-            each(t, live, logits)
-        return symbols[:live, t]
-
+    """Every step of the schedule, one model call each, ``each(t, live, logits, hidden)``
+    seeing the logits of the live streams (and their hidden states, with the cache on)."""
     with engine.context(config, threads) as ctx:
+        def code(t, live, logits):
+            if each is not None:
+                each(t, live, logits, ctx.hidden)
+            return symbols[:live, t]
+
         schedule.run(ctx, counts, engine.tokenizer.llm_input, engine.model.bos, code)
 
 

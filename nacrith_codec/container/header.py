@@ -9,6 +9,11 @@
                value following in field order; flags: 1 content size, 2 name (absent:
                the bundled model's file), 4 env (llama.cpp streams only), 8 engine
                llama.cpp (else exact); exact arithmetic throughout
+    body v7 := v6's, with FIELDS[7] and V7_DEFAULTS (the neural cache's two fields)
+
+A stream is written in the lowest version that holds its settings: version 6
+without the neural cache (so those streams stay byte for byte what version 6 wrote),
+version 7 with it.
 
 Each version's fields are listed here, in their order, and never change: a new
 version lists its own.  What a version lacks, its decoder does as ``ABSENT`` says.
@@ -30,8 +35,8 @@ from .fields import FieldReader, text, varint
 from .sniff import what_it_looks_like
 
 MAGIC = b"NACR"
-VERSION = 6  # written; every version in READABLE is read
-READABLE = (1, 2, 3, 4, 5, 6)
+VERSION = 7  # the newest written; every version in READABLE is read
+READABLE = (1, 2, 3, 4, 5, 6, 7)
 BOUND = 5  # the first version whose blocks are bound to their place
 COMPACT = 6  # the first version with the compact header and exact arithmetic
 _MODEL_ALONE_FIELDS = ("block_size", "streams", "min_stream_tokens", "window", "slide", "sink")
@@ -40,11 +45,15 @@ _ENSEMBLE_FIELDS = _MODEL_ALONE_FIELDS + ("ngram_order", "ngram_bits", "match_mi
 #: The parameters each version's header holds, in their order.
 FIELDS = {1: _MODEL_ALONE_FIELDS, 2: _MODEL_ALONE_FIELDS, 3: _ENSEMBLE_FIELDS,
           4: _ENSEMBLE_FIELDS + ("float_bits",), 5: _ENSEMBLE_FIELDS + ("float_bits",),
-          6: _ENSEMBLE_FIELDS + ("float_bits",)}
+          6: _ENSEMBLE_FIELDS + ("float_bits",),
+          7: _ENSEMBLE_FIELDS + ("float_bits", "cache_size", "cache_theta")}
 #: The values a version 6 header leaves out.
 V6_DEFAULTS = dict(block_size=256 << 10, streams=8, min_stream_tokens=512, window=1024,
                    slide=256, sink=1, ngram_order=4, ngram_bits=18, match_min=6,
                    bias_rate_ppm=100000, mixer_rate_ppm=2000, skip_ppm=0, float_bits=32)
+V7_DEFAULTS = {**V6_DEFAULTS, "cache_size": 32768, "cache_theta": 50}
+#: What a compact header's decoder takes for each field it does not list (v6: no cache).
+_COMPACT_DEFAULTS = {6: {**V6_DEFAULTS, "cache_size": 0}, 7: V7_DEFAULTS}
 V6_MODEL_BYTES = 8  # of the model's SHA-256: an accidental match is a 2**-64 chance
 #: What the versions that lack a field did: no ensemble (1-2), float64 arithmetic (1-3),
 #: llama.cpp and numpy's exp (1-5).
@@ -63,6 +72,11 @@ class Header:
     content_size: int | None = None
     version: int = VERSION
     key: bytes = b""  # stream_key of the header's bytes (set when parsed, version 5)
+
+
+def version_for(config: CodecConfig) -> int:
+    """The version a stream of ``config`` is written in: the lowest that holds it."""
+    return VERSION if config.cache_size else COMPACT
 
 
 def env_text(env: dict) -> str:
@@ -105,13 +119,15 @@ def _pack_full(h: Header) -> bytearray:
 
 
 def _pack_compact(h: Header) -> bytearray:
-    c, fields = h.config, FIELDS[h.version]
+    c, fields, defaults = h.config, FIELDS[h.version], _COMPACT_DEFAULTS[h.version]
     if not c.exact:
         raise ValueError("version 6 streams use exact arithmetic (exact=1)")
+    if c.cache_size and "cache_size" not in fields:
+        raise ValueError(f"a version {h.version} header has no neural cache (cache_size=0)")
     flags = ((_FLAG_CONTENT_SIZE if h.content_size is not None else 0)
              | (_FLAG_NAME if h.model_name else 0) | (_FLAG_ENV if h.env else 0)
              | (_FLAG_LLAMA if c.engine == "llama.cpp" else 0))
-    changed = [i for i, name in enumerate(fields) if getattr(c, name) != V6_DEFAULTS[name]]
+    changed = [i for i, name in enumerate(fields) if getattr(c, name) != defaults[name]]
     body = bytearray([flags]) + h.model_sha256[:V6_MODEL_BYTES]
     body += struct.pack("<H", sum(1 << i for i in changed))
     body += b"".join(varint(getattr(c, fields[i])) for i in changed)
@@ -200,7 +216,7 @@ def _parse_compact(r: FieldReader, version: int) -> tuple:
     (changed,) = struct.unpack("<H", r.take(2))
     if changed >> len(fields):
         raise CorruptError(f"corrupt stream: header field mask {changed:#x} names unknown fields")
-    values = {**CodecConfig().as_dict(), **V6_DEFAULTS,
+    values = {**CodecConfig().as_dict(), **_COMPACT_DEFAULTS[version],
               "engine": "llama.cpp" if flags & _FLAG_LLAMA else "exact", "exact": 1}
     values.update((name, r.varint(1 << 32, name)) for i, name in enumerate(fields)
                   if changed >> i & 1)

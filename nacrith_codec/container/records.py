@@ -3,7 +3,7 @@
     block   := kind:u8 ...fields... crc32:u32le        (crc over the record; from version 5
                                                         seeded with the stream key and the
                                                         block's number: see ``bind``)
-      SEGMENTED  body_len body                          (versions 2 to 6)
+      SEGMENTED  body_len body                          (versions 2 to 7)
         body := raw_len n_segments (method:u8 length)*n_segments
                 [n_streams count*n_streams payload_len payload]   if a segment is MODEL
                 [payload_len payload] for LZMA, ZSTD, PPMD in that order, if used
@@ -41,7 +41,8 @@ FOOTER_MAGIC = b"NACE"
 FOOTER_SIZE = 8
 KIND_END, KIND_MODEL, KIND_STORED, KIND_SEGMENTED = 0, 1, 2, 3
 _KINDS = {1: (KIND_MODEL, KIND_STORED), 2: (KIND_SEGMENTED,), 3: (KIND_SEGMENTED,),
-          4: (KIND_SEGMENTED,), 5: (KIND_SEGMENTED,), 6: (KIND_SEGMENTED,)}
+          4: (KIND_SEGMENTED,), 5: (KIND_SEGMENTED,), 6: (KIND_SEGMENTED,),
+          7: (KIND_SEGMENTED,)}
 #: Version 5: a model part's tokens at most, per byte of its payload, and beyond that.
 #: 32 tokens a byte is 0.25 bits a token; text that predictable is left to the
 #: classical codecs, which do as well on it (pipeline/block.py).

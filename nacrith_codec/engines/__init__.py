@@ -70,7 +70,8 @@ class Engine:
 
     @contextlib.contextmanager
     def context(self, config, threads: int | None = None, pending: int = 1):
-        key = (config.streams, config.window, config.slide, config.sink, threads, pending)
+        key = (config.streams, config.window, config.slide, config.sink, threads, pending,
+               bool(config.cache_size))  # the neural cache reads the hidden states
         with self._pool_lock:
             found = [i for i, (k, _) in enumerate(self._idle) if k == key]
             ctx = self._idle.pop(found[-1])[1] if found else None
@@ -93,4 +94,4 @@ class Engine:
     def check_memory(self, config, limit: int) -> int:
         """The bytes a decoder of ``config`` needs; MemoryLimitError over ``limit``."""
         return memory.check(config, self.model.n_vocab, self.model.kv_bytes_per_token, limit,
-                            self.model.score_bytes)
+                            self.model.score_bytes, self.model.n_embd)

@@ -17,6 +17,7 @@ class Model(Protocol):
     n_vocab: int  # tokens of the vocabulary
     bos: int  # the token each stream starts from
     pieces: list  # the bytes of every token (special tokens: b"")
+    n_embd: int  # values of a hidden state
     kv_bytes_per_token: int  # cache per token of context (pipeline/memory.py's bound)
     score_bytes: int  # attention temporaries per row of a step and token of its window
 
@@ -29,6 +30,7 @@ class Context(Protocol):
     the per-stream queue both engines share)."""
 
     pending: np.ndarray  # tokens waiting per stream
+    hidden: np.ndarray | None  # the last step's final hidden states (rows, d), if kept
 
     def reset(self) -> None:
         """Empty every stream's cache and queue."""
@@ -46,7 +48,11 @@ class Context(Protocol):
 
 class StreamTokens:
     """What every engine's context keeps per stream: the tokens waiting to be fed
-    (``push``), how many wait, and how many are cached."""
+    (``push``), how many wait, and how many are cached; and the last step's final hidden
+    states (the output layer's input, after the last norm) of its rows, where the
+    context keeps them (the neural cache, predictions/cache.py, reads them)."""
+
+    hidden = None
 
     def __init__(self, streams: int, pending: int):
         self.waiting = np.zeros((streams, pending), dtype=np.int32)

@@ -35,7 +35,8 @@ class BlockCoder:
     def __init__(self, engine, config, threads=None, progress=None):
         self.engine, self.config, self.threads = engine, config, threads
         self.tokenizer = tok = engine.tokenizer
-        self.predictor = Predictor(tok.n_vocab, config.streams, tok.never, config)
+        self.predictor = Predictor(tok.n_vocab, config.streams, tok.never, config,
+                                   engine.model.n_embd if config.cache_size else 0)
         self._piece_len = tok.piece_len
         self.progress = progress
         self.stats = new_stats()

@@ -20,6 +20,7 @@ import os
 import re
 
 from ..errors import MemoryLimitError
+from ..predictions.cache import MAX_DIM, PROJECTED
 from ..predictions.ngram import SLOTS
 from ..predictions.predictor import MATCH_BITS
 
@@ -57,9 +58,11 @@ def resolve(memlimit=None) -> int:
     return int(memlimit)
 
 
-def needed(config, n_vocab: int, kv_bytes_per_token: int, score_bytes: int = 0) -> int:
+def needed(config, n_vocab: int, kv_bytes_per_token: int, score_bytes: int = 0,
+           n_embd: int = MAX_DIM) -> int:
     """Bytes a decoder of streams with ``config`` allocates at most (an upper bound);
-    ``score_bytes``: what the engine holds per row of a step and token of its window."""
+    ``score_bytes``: what the engine holds per row of a step and token of its window,
+    ``n_embd``: the values of the model's hidden state (the neural cache's entries)."""
     c = config
     rows = c.streams * c.max_pending
     engine = c.streams * c.window * kv_bytes_per_token + _ENGINE_BASE
@@ -73,6 +76,9 @@ def needed(config, n_vocab: int, kv_bytes_per_token: int, score_bytes: int = 0) 
         tables += (1 << c.ngram_bits) * (4 + 8 * SLOTS) if c.ngram_order else 0
         tables += (1 << MATCH_BITS) * 8 if c.match_min else 0  # int64 entries
         tables += 4 * n_vocab * 8  # bias head, mixer
+    if c.cache_size:  # entries (float32 keys, length, token), a step's similarities, weights
+        tables += c.cache_size * (4 * PROJECTED + 16 + 48 * c.streams) + 8 * n_embd * c.streams
+        tables += 2 * c.streams * n_vocab * 8 + c.streams * (n_vocab + 1) * c.float_bits // 8
     block = 16 * c.block_size  # the record, its parts, the output, the symbols' history
     return engine + vocab + tables + block
 
@@ -81,9 +87,10 @@ def _mib(nbytes: int) -> str:
     return f"{nbytes / (1 << 20):,.0f} MiB" if nbytes >= 1 << 20 else f"{nbytes:,} bytes"
 
 
-def check(config, n_vocab: int, kv_bytes_per_token: int, limit: int, score_bytes: int = 0) -> int:
+def check(config, n_vocab: int, kv_bytes_per_token: int, limit: int, score_bytes: int = 0,
+          n_embd: int = MAX_DIM) -> int:
     """The bytes needed; MemoryLimitError when over ``limit`` (0: none), nothing allocated."""
-    need = needed(config, n_vocab, kv_bytes_per_token, score_bytes)
+    need = needed(config, n_vocab, kv_bytes_per_token, score_bytes, n_embd)
     if limit and need > limit:
         raise MemoryLimitError(
             f"decoding this stream needs about {_mib(need)} ({config.streams} streams x "

@@ -23,6 +23,7 @@ import numpy as np
 
 from .bias import BiasHead
 from . import arith
+from .cache import NeuralCache
 from .history import History
 from .match import MatchModel
 from .mixer import Mixer
@@ -47,14 +48,16 @@ def numpy_environment() -> dict:
 class Predictor:
     """Turns a step's logits into symbol probabilities (rows, V + 1)."""
 
-    def __init__(self, n_vocab: int, max_rows: int, never, config):
-        self.n_vocab, self.config = n_vocab, config
+    def __init__(self, n_vocab: int, max_rows: int, never, config, n_embd: int = 0):
+        self.n_vocab, self.config, self.n_embd = n_vocab, config, n_embd
         # Tokens the tokenizer never emits get probability 0 (the coder's
         # integer model still gives them its minimum frequency).
         self._never = np.flatnonzero(never) if never is not None else None
         self.dtype = config.dtype  # of every vocabulary-wide array
         self._buf = np.empty((max_rows, n_vocab + 1), dtype=self.dtype)
         self._skip_buf = np.empty((max_rows, n_vocab + 1), dtype=self.dtype)
+        self._cache_buf = (np.empty((max_rows, n_vocab + 1), dtype=self.dtype)
+                           if config.cache_size else None)
         c = config
         self.ensemble = c.ensemble
         self.skipping = self.ensemble and c.skips
@@ -99,6 +102,8 @@ class Predictor:
         self._tries = np.zeros(len(MATCH_EDGES) + 1)
         self.mixer = Mixer(self.n_vocab, (len(MATCH_EDGES) + 1) * self._order_sets, n_features,
                            c.mixer_rate_ppm * 1e-6, init, c.exact)
+        self.cache = (NeuralCache(c.cache_size, self.n_embd, c.cache_theta, self.n_vocab)
+                      if c.cache_size else None)
         self._width = max(self.orders, c.match_min)
         self._prev = None
         self._context(len(counts), self.history.hashes(len(counts), self._width))
@@ -174,8 +179,9 @@ class Predictor:
     def _bias(self):
         return self.bias.bias if self.bias is not None else None
 
-    def mix(self, logits, skip: np.ndarray) -> np.ndarray:
-        """Probabilities (live, V + 1); ``logits`` has a row for each stream not skipped."""
+    def mix(self, logits, skip: np.ndarray, hidden=None) -> np.ndarray:
+        """Probabilities (live, V + 1); ``logits`` (and ``hidden``, the model's final
+        hidden states, for the neural cache) have a row for each stream not skipped."""
         if not self.ensemble:
             return self._softmax(logits)
         live, v = len(skip), self.n_vocab
@@ -186,7 +192,9 @@ class Predictor:
             self.mixer.mix(out, logits, self._bias(), self._cand[model], self._feat[model],
                            self._mset[model])
             self._normalized(out)
-        self._model_p = out
+        self._model_p = out  # what the mixer and the bias head learn from
+        if self.cache is not None and len(model):
+            out = self._recalled(out, hidden)
         if skip.any():  # rows of both kinds, in stream order
             both = np.empty((live, v + 1), dtype=self.dtype)
             both[model] = out
@@ -194,12 +202,39 @@ class Predictor:
             return both
         return out
 
+    def _recalled(self, p: np.ndarray, hidden) -> np.ndarray:
+        """The rows ``p`` mixed with the neural cache's distributions (cache.py): the
+        tokens' share (1 - lambda), the cache's lambda of what the escape leaves."""
+        v = self.n_vocab
+        lam, weights, total = self.cache.predict(hidden)
+        self._recall = weights, total
+        share = np.divide(lam * (1.0 - ESCAPE_PROBABILITY), total,
+                          out=np.zeros_like(lam), where=total > 0)
+        out = self._cache_buf[:len(p)]
+        out[:, :v] = p[:, :v] * (1.0 - lam)[:, None] + weights * share[:, None]
+        out[:, v] = p[:, v]
+        return out
+
+    def _remember(self, symbols: np.ndarray):
+        """The neural cache learns how far to trust itself from the model rows' symbols,
+        then keeps their hidden states (those of escaped bytes teach nothing)."""
+        weights, total = self._recall
+        rows, v = np.arange(len(self._model_rows)), self.n_vocab
+        ok = symbols < v
+        s = np.where(ok, symbols, 0)
+        p_cache = np.divide(weights[rows, s], total, out=np.zeros_like(total), where=total > 0)
+        p_model = self._model_p[rows, s].astype(np.float64)
+        self.cache.learn(p_model, p_cache, ok & (total > 0))
+        self.cache.add(rows[ok], symbols[ok])
+
     def update(self, symbols: np.ndarray, skip: np.ndarray):
         """Learn from step t's symbols, then prepare step t + 1."""
         if not self.ensemble:
             return
         live, v = len(symbols), self.n_vocab
         rows = self._model_rows
+        if self.cache is not None and len(rows):
+            self._remember(symbols[rows])
         ok = symbols[rows] < v  # an escaped byte teaches nothing
         probs, llm, sets = self._model_p[:, :v], self._llm, self._mset[rows]
         if not ok.all():

@@ -27,6 +27,7 @@ class ExactModel:
         self.n_vocab, self.bos, self.pieces = (self.network.n_vocab, self.network.bos,
                                                self.network.pieces)
         self.kv_bytes_per_token = self.network.kv_bytes_per_token
+        self.n_embd = self.network.shape.embd
         # a step's attention temporaries per row and cached token: float64 scores and
         # weights of every query head, about eight arrays of them at once
         self.score_bytes = 8 * 8 * self.network.shape.heads
@@ -41,5 +42,8 @@ class ExactModel:
                 self._vocab = Model(self.path, vocab_only=True)
         return self._vocab.tokenize(text)
 
-    def context(self, streams, window, slide, sink, threads=None, pending=1) -> Context:
+    def context(self, streams, window, slide, sink, threads=None, pending=1,
+                hidden=False) -> Context:
+        """A context of B streams (its final hidden states are kept whatever ``hidden``:
+        they cost nothing here)."""
         return Context(self.network, streams, window, slide, sink, threads, pending)

@@ -101,6 +101,7 @@ class Context(StreamTokens):
             hq, hs = quantize(h)
             x = x + layer["down"](hq, hs)
         xq, xs = net.norm(x[last], net.final_norm)  # logits only where they are used
+        self.hidden = xq * xs[:, None]
         return net.output(xq, xs).astype(np.float32)
 
     def _attend(self, layer: int, q, seq, slot) -> np.ndarray:
