@@ -24,7 +24,8 @@ from ..predictions.cache import MAX_DIM, PROJECTED
 from ..predictions.ngram import SLOTS
 from ..predictions.predictor import MATCH_BITS
 
-#: The default limit: every stream the defaults write needs about 230 MB, and
+#: The default limit: every stream the defaults write needs about 310 MiB (274 without the
+#: neural cache), and
 #: 1 GiB holds 8 streams of a 4,096-token window, 16 of 2,048 or 32 of 1,024.
 DEFAULT_LIMIT = 1 << 30
 ENV = "NACRITH_MEMLIMIT"
