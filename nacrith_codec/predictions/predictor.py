@@ -7,7 +7,7 @@ such bytes pays about 1e-6 bit per token for the possibility.
 
 With every online predictor switched off the probabilities are the model's
 softmax.  Otherwise the ensemble of a block (history.py, ngram.py, match.py,
-bias.py, mixer.py) refines them; its state is shared by the block's streams,
+bias.py, mixer.py, and last the neural cache, cache.py) refines them; its state is shared by the block's streams,
 which all learn from each other's past, and it is reset with every block so
 blocks stay independently decodable.  When the cheap predictors alone are
 confident enough (``skip``), a row is coded without the model and the stream
