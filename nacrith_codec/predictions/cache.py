@@ -100,10 +100,9 @@ class NeuralCache:
         rows, n = len(hidden), self.filled
         q, length = quantized(hidden)
         self._q, self._length = q, length
-        weights = np.zeros((rows, self.n_vocab), dtype=np.float64)
         if n == 0:
             self._bucket = np.zeros(rows, dtype=np.int64)
-            return np.zeros(rows), weights, np.zeros(rows)
+            return np.zeros(rows), np.zeros((rows, self.n_vocab)), np.zeros(rows)
         with _blas().limit(limits=1, user_api="blas"):
             dots = (q @ self.keys[:n].T).astype(np.float64)  # integers below 2**24
         scale = length[:, None] * self.lengths[None, :n]
@@ -113,11 +112,11 @@ class NeuralCache:
         row, entry = np.nonzero(x > arith.EXP_MIN)  # the others' terms are 0
         terms = arith.exp_terms(x[row, entry], self._bits)
         flat = row * self.n_vocab + self.tokens[entry]
-        weights.ravel()[:] = np.bincount(flat, terms, rows * self.n_vocab)
-        total = np.bincount(row, terms, rows).astype(np.float64)  # integers below 2**53
-        # (bincount of nothing is int64)
+        # integers below 2**53, exact in any order (bincount of nothing is int64: astype)
+        weights = np.bincount(flat, terms, rows * self.n_vocab).astype(np.float64, copy=False)
+        total = np.bincount(row, terms, rows).astype(np.float64, copy=False)
         lam = arith.weighted(self.posterior[self._bucket][:, None, :], LAMBDAS[None, :])[:, 0]
-        return np.where(total > 0, lam, 0.0), weights, total
+        return np.where(total > 0, lam, 0.0), weights.reshape(rows, self.n_vocab), total
 
     def learn(self, p_ensemble: np.ndarray, p_cache: np.ndarray, known: np.ndarray):
         """Update each row's bucket posterior with the coded symbol's probability under
