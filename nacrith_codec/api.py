@@ -9,20 +9,22 @@ import os
 from . import container
 from .config import CodecConfig
 from .container.sequence import StreamSequence
-from .engines import Engine, environment
+from .engines import Engine, check_name, environment
 from .engines.identity import Identity, differences
 from .engines.model_file import (DEFAULT_FILE, DEFAULT_NAME, ENV_VAR, fingerprint,
                                  named_by_sha256, named_path, resolve_model_path)
 from .errors import CorruptError, EnvironmentMismatchError
 from .pipeline import memory
+from .pipeline.batch import Threads
 from .pipeline.workers import Pool, Serial
 from .segments import classical
 from .verify import StreamVerifier
 
 #: The keyword options of NacrithCompressor beside CodecConfig's fields.
 COMPRESSOR_OPTIONS = ("model", "config", "threads", "progress", "content_size", "workers",
-                      "n_gpu_layers", "verify")
-DECOMPRESSOR_OPTIONS = ("model", "threads", "progress", "workers", "n_gpu_layers", "memlimit")
+                      "n_gpu_layers", "device", "verify")
+DECOMPRESSOR_OPTIONS = ("model", "threads", "progress", "workers", "n_gpu_layers", "device",
+                        "memlimit")
 
 
 def _check_bytes(data):
@@ -51,13 +53,14 @@ class _Coding:
 
     _memlimit = 0  # bytes a decoder of the stream may need (0: any); see pipeline/memory.py
 
-    def __init__(self, model, threads, progress, workers, n_gpu_layers):
+    def __init__(self, model, threads, progress, workers, n_gpu_layers, device):
         if workers < 1:
             raise ValueError("workers must be at least 1")
+        check_name(device)
         self._model_path = resolve_model_path(model)
         self._model_chosen = model is not None or bool(os.environ.get(ENV_VAR))
         self._threads, self._progress, self._workers = threads, progress, workers
-        self._gpu = n_gpu_layers
+        self._gpu, self._device = n_gpu_layers, device
         self._runner = None
 
     @property
@@ -70,7 +73,7 @@ class _Coding:
 
     def _engine(self, config) -> Engine:
         """The model loaded in this process for ``config``'s engine (workers load their own)."""
-        return Engine.get(self._model_path, self._gpu, config.engine)
+        return Engine.get(self._model_path, self._gpu, config.engine, self._device)
 
     @property
     def engine(self) -> Engine:
@@ -81,9 +84,14 @@ class _Coding:
         return self._engine(config)
 
     def _start_runner(self, config):
-        if self._workers > 1:
+        if self._workers > 1 and config.engine == "exact" and not config.skips:
+            # one model, one forward pass per step for every block (skip streams' rows
+            # depend on slots after their own: they never share a step, context.py)
+            self._runner = Threads(self._engine(config), config, self._workers, self._threads,
+                                   self._progress, self._memlimit)
+        elif self._workers > 1:
             self._runner = Pool(self._model_path, config, self._workers, self._threads,
-                                self._progress, self._gpu, self._memlimit)
+                                self._progress, self._gpu, self._memlimit, self._device)
         else:
             self._runner = Serial(self._engine(config), config, self._threads, self._progress,
                                   self._memlimit)
@@ -119,14 +127,17 @@ class NacrithCompressor(_Coding):
 
     def __init__(self, model=None, *, config: CodecConfig | None = None, threads=None,
                  progress=None, content_size: int | None = None, workers: int = 1,
-                 n_gpu_layers: int = 0, verify: bool = False, **options):
+                 n_gpu_layers: int = 0, device: str = "cpu", verify: bool = False, **options):
         check_options(options)
-        super().__init__(model, threads, progress, workers, n_gpu_layers)
+        super().__init__(model, threads, progress, workers, n_gpu_layers, device)
         self._verifier = (StreamVerifier(NacrithDecompressor(  # of our own stream: no memlimit
             self._model_path, threads=threads, progress=progress, workers=workers,
-            n_gpu_layers=n_gpu_layers, memlimit=0)) if verify else None)
+            n_gpu_layers=n_gpu_layers, device=device, memlimit=0)) if verify else None)
         base = config or CodecConfig()
         self.config = base.replace(**options) if options else base
+        if device.startswith("cuda") and self.config.engine != "exact":
+            raise ValueError(f"device={device!r} places the exact engine (engine='exact'); "
+                             "llama.cpp offloads layers with n_gpu_layers instead")
         if not self.config.exact:
             raise ValueError("exact=0 is the arithmetic of format versions 1-5, which are "
                              "read but not written")
@@ -234,8 +245,8 @@ class NacrithDecompressor(_Coding):
     """
 
     def __init__(self, model=None, *, threads=None, progress=None, workers: int = 1,
-                 n_gpu_layers: int = 0, memlimit=None):
-        super().__init__(model, threads, progress, workers, n_gpu_layers)
+                 n_gpu_layers: int = 0, device: str = "cpu", memlimit=None):
+        super().__init__(model, threads, progress, workers, n_gpu_layers, device)
         self._memlimit = memory.resolve(memlimit)
         self.header: container.Header | None = None
         self._input = bytearray()

@@ -76,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-layers", type=int, default=0, metavar="N",
                    help="layers offloaded to the GPU (GPU builds of llama-cpp-python; the "
                         "decoder must offload the same)")
+    p.add_argument("--device", default="cpu", metavar="DEVICE",
+                   help="where the exact engine computes: cpu, cuda (cuda:N) or auto (a CUDA "
+                        "GPU when CuPy finds one); the bytes are the same on each (pip install "
+                        '"nacrith-codec[gpu]")')
     p.add_argument("-T", "--workers", type=int, default=1, metavar="N",
                    help="processes coding blocks at once, each loading the model (speed only)")
     p.add_argument("-M", "--memlimit", metavar="SIZE", type=_size,
@@ -168,7 +172,7 @@ def _coder(args, size, progress):
     from .api import NacrithCompressor, decoder_of_streams
 
     opts = {"model": args.model, "threads": args.threads, "progress": progress,
-            "workers": args.workers, "n_gpu_layers": args.gpu_layers}
+            "workers": args.workers, "n_gpu_layers": args.gpu_layers, "device": args.device}
     if args.decompress:
         return decoder_of_streams(**opts, memlimit=args.memlimit)
     return NacrithCompressor(content_size=size, verify=args.verify, **opts,

@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="GGUF", help="model file, at this path on every worker "
                    "(default: each worker's $NACRITH_MODEL or bundled model)")
     p.add_argument("--gpu-layers", type=int, default=0, metavar="N")
+    p.add_argument("--device", default="cpu", metavar="DEVICE",
+                   help="where each worker runs the exact engine: cpu, cuda, cuda:N or auto "
+                        "(its GPU if it has one); the bytes are the same on each")
     add_codec_arguments(p)
     return p
 
@@ -79,6 +82,7 @@ def _run(args) -> int:
                    storage_options=_storage_options(args.storage_option),
                    existing="overwrite" if args.force else "skip" if args.skip_existing else "error",
                    retries=args.retries, threads=args.threads, n_gpu_layers=args.gpu_layers,
+                   device=args.device,
                    ship_inputs=True if args.send_inputs else None)
     codec = codec_options(args)
     if args.decompress and (codec or args.verify):

@@ -296,7 +296,8 @@ def compress_files(inputs, dest: str, *, client=None, workers: int | None = None
                    model=None, config: CodecConfig | None = None, storage_options=None,
                    existing: str = "error", verify: bool = False, retries: int = 2,
                    in_flight: int | None = None, callback=None, threads: int | None = None,
-                   n_gpu_layers: int = 0, ship_inputs: bool | None = None, **options) -> Report:
+                   n_gpu_layers: int = 0, device: str = "cpu", ship_inputs: bool | None = None,
+                   **options) -> Report:
     """Compress every file named by ``inputs`` (paths or fsspec URLs of files,
     directories, globs) to ``dest`` (a directory URL): ``NAME`` becomes ``dest/NAME.nc``,
     the path below the input's directory or glob root kept.
@@ -313,19 +314,21 @@ def compress_files(inputs, dest: str, *, client=None, workers: int | None = None
     fsspec Callback (``fsspec.callbacks.TqdmCallback()`` for a progress bar): its size
     is set to the bytes to code, and it is advanced by each byte coded.  ``ship_inputs``:
     send the input bytes from the client to the workers instead of letting them read
-    them (default: only for memory://).  Returns a Report; it does not raise for a
-    file that failed.
+    them (default: only for memory://).  ``device``: where each worker runs the exact
+    engine ("auto": its GPU when it has one, else its CPU; a mixed cluster writes the
+    same bytes).  Returns a Report; it does not raise for a file that failed.
     """
     config = (config or CodecConfig()).replace(**options)
     return _run("compress", inputs, dest, client, workers, storage_options, existing, retries,
                 in_flight, callback, ship_inputs, model=model, n_gpu_layers=n_gpu_layers,
-                config=config, threads=threads, verify=verify)
+                config=config, threads=threads, verify=verify, device=device)
 
 
 def decompress_files(inputs, dest: str, *, client=None, workers: int | None = None, model=None,
                      storage_options=None, existing: str = "error", retries: int = 2,
                      in_flight: int | None = None, callback=None, threads: int | None = None,
-                     n_gpu_layers: int = 0, ship_inputs: bool | None = None) -> Report:
+                     n_gpu_layers: int = 0, device: str = "cpu",
+                     ship_inputs: bool | None = None) -> Report:
     """Decompress every file named by ``inputs`` (files, globs, and the ``.nc`` files
     below directories) to ``dest``: ``NAME.nc`` becomes ``dest/NAME``.  A stream's blocks are decoded
     on the workers at once, found through its index (its END record); a file without
@@ -334,4 +337,4 @@ def decompress_files(inputs, dest: str, *, client=None, workers: int | None = No
     """
     return _run("decompress", inputs, dest, client, workers, storage_options, existing, retries,
                 in_flight, callback, ship_inputs, model=model, n_gpu_layers=n_gpu_layers,
-                threads=threads)
+                threads=threads, device=device)

@@ -6,7 +6,9 @@ of one run, not runs of different machines.
 
 The measuring tools live here, beside the codec and outside its data path:
 model_rate.py (``--raw``: the model alone over the codec's schedule), ablation.py
-(``--ablation``: each predictor on recorded logits) and chart.py (``--chart``).
+(``--ablation``: each predictor on recorded logits), chart.py (``--chart``) and
+device.py (``python -m nacrith_codec.bench.device``: the exact engine on a GPU
+against the CPU, with seeded weights of the model's architecture).
 They run the codec's own schedule (pipeline/schedule.py), so they cannot drift
 from what the codec does.
 """
@@ -56,6 +58,8 @@ class _Nacrith:
 
     def __init__(self, args, engine: str = "llama.cpp"):
         self.options = {k: v for k, v in (("model", args.model), ("threads", args.threads)) if v}
+        if engine == "exact":
+            self.options["device"] = args.device
         self.codec = dict(MODEL_ALONE) if args.model_alone else {}
         self.engine = engine
         self.stats = {}
@@ -134,6 +138,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", default="llama.cpp", metavar="NAMES",
                    help="comma-separated engines to measure nacrith with, one row each, in "
                         "one run (default llama.cpp; llama.cpp,exact compares them)")
+    p.add_argument("--device", default="cpu",
+                   help="where the exact engine computes: cpu, cuda, cuda:N or auto (its rows "
+                        "only; the engine-only check of a GPU: python -m nacrith_codec.bench.device)")
     p.add_argument("--chart", metavar="PNG",
                    help="also draw bits per byte and speed per codec into PNG (needs matplotlib)")
     return p

@@ -37,6 +37,7 @@ class Settings:
     config: CodecConfig | None = None  # compression only; decompression reads the header
     threads: int | None = None  # llama.cpp threads per task; None: the runner decides
     verify: bool = False
+    device: str = "cpu"  # the exact engine's, on each worker ("auto": its GPU if it has one)
 
     @property
     def engine(self) -> str:
@@ -45,7 +46,8 @@ class Settings:
         return self.config.engine if self.config is not None else "exact"
 
     def __hash__(self):
-        return hash((self.model, self.n_gpu_layers, self.sha256, self.config, self.threads))
+        return hash((self.model, self.n_gpu_layers, self.sha256, self.config, self.threads,
+                     self.device))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,14 +111,16 @@ def encode_block(settings: Settings, source: Source, header: bytes, number: int,
     def work():
         path = model_path(settings, where)
         data = source.read()
-        coder = local_coder(path, settings.n_gpu_layers, threads, settings.config, progress)
+        coder = local_coder(path, settings.n_gpu_layers, threads, settings.config, progress,
+                            device=settings.device)
         record = coder.encode(data)
         if settings.verify:
             key = container.key_of(header)
             bound = container.bind(record, key, number) if key else record
             verify_block(header, bound, data, number,
                          f"a block of {source.url} at offset {source.start}", model=path,
-                         n_gpu_layers=settings.n_gpu_layers, threads=threads)
+                         n_gpu_layers=settings.n_gpu_layers, device=settings.device,
+                         threads=threads)
         return Done(record, coder.stats)
     return returned(work)
 
@@ -127,7 +131,8 @@ def decode_one(settings: Settings, source: Source, header: bytes, raw_len: int, 
     def work():
         path = model_path(settings, where)
         return Done(decode_block(header, source.read(), raw_len, number, model=path,
-                                 n_gpu_layers=settings.n_gpu_layers, threads=threads,
+                                 n_gpu_layers=settings.n_gpu_layers, device=settings.device,
+                                 threads=threads,
                                  progress=progress))
     return returned(work)
 
@@ -138,5 +143,5 @@ def decode_stream(settings: Settings, source: Source, *, where: str, threads: in
     def work():
         path = model_path(settings, where)
         return Done(api.decompress(source.read(), model=path, n_gpu_layers=settings.n_gpu_layers,
-                                   threads=threads, progress=progress))
+                                   device=settings.device, threads=threads, progress=progress))
     return returned(work)

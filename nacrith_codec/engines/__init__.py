@@ -25,6 +25,7 @@ from ..pipeline import memory
 from ..predictions.predictor import numpy_environment
 from ..tokens import Tokenizer
 from . import llamacpp
+from .exact.device import check_name
 
 _lock = threading.Lock()
 _engines: dict[str, "Engine"] = {}
@@ -44,14 +45,15 @@ def environment(n_gpu_layers: int = 0, numpy: bool = False) -> dict:
 class Engine:
     loads = 0  #: models this process has loaded (one per model file, whatever the work)
 
-    def __init__(self, path: str, n_gpu_layers: int = 0, kind: str = "llama.cpp"):
+    def __init__(self, path: str, n_gpu_layers: int = 0, kind: str = "llama.cpp",
+                 device: str = "cpu"):
         if kind not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {kind!r}")
         Engine.loads += 1
         self.kind = kind
         if kind == "exact":
             from .exact import ExactModel
-            self.model = ExactModel(path)
+            self.model = ExactModel(path, device)
             self._new_context = self.model.context
         else:
             self.model = llamacpp.Model(path, n_gpu_layers)
@@ -61,8 +63,14 @@ class Engine:
         self._pool_lock = threading.Lock()
 
     @classmethod
-    def get(cls, path, n_gpu_layers: int = 0, kind: str = "llama.cpp") -> "Engine":
-        key = (str(path), 0 if kind == "exact" else n_gpu_layers, kind)
+    def get(cls, path, n_gpu_layers: int = 0, kind: str = "llama.cpp",
+            device: str = "cpu") -> "Engine":
+        """The engine of a model file loaded once per process.  ``device`` places the exact
+        engine (exact/device.py: "cpu", "cuda", "cuda:N" or "auto", the same logits on
+        each); llama.cpp offloads ``n_gpu_layers`` instead, which changes its logits."""
+        check_name(device)
+        exact = kind == "exact"
+        key = (str(path), 0 if exact else n_gpu_layers, kind, device if exact else "cpu")
         with _lock:
             if key not in _engines:
                 _engines[key] = cls(*key)
@@ -91,7 +99,8 @@ class Engine:
         """Contexts kept for reuse (at most IDLE_CONTEXTS)."""
         return len(self._idle)
 
-    def check_memory(self, config, limit: int) -> int:
-        """The bytes a decoder of ``config`` needs; MemoryLimitError over ``limit``."""
+    def check_memory(self, config, limit: int, blocks: int = 1) -> int:
+        """The bytes a decoder of ``config`` needs (coding ``blocks`` blocks at once);
+        MemoryLimitError over ``limit``."""
         return memory.check(config, self.model.n_vocab, self.model.kv_bytes_per_token, limit,
-                            self.model.score_bytes, self.model.n_embd)
+                            self.model.score_bytes, self.model.n_embd, blocks)

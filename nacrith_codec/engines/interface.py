@@ -32,8 +32,9 @@ class Context(Protocol):
     pending: np.ndarray  # tokens waiting per stream
     hidden: np.ndarray | None  # the last step's final hidden states (rows, d), if kept
 
-    def reset(self) -> None:
-        """Empty every stream's cache and queue."""
+    def reset(self, streams=None) -> None:
+        """Empty every stream's cache and queue (or those of ``streams``, indices: the
+        exact engine, whose rows are independent, pipeline/batch.py)."""
 
     def push(self, tokens: np.ndarray) -> None:
         """Queue tokens[i] for stream i, for the first len(tokens) streams."""
@@ -59,9 +60,11 @@ class StreamTokens:
         self.pending = np.zeros(streams, dtype=np.int64)
         self.cached = np.zeros(streams, dtype=np.int64)
 
-    def reset(self):
-        self.cached[:] = 0
-        self.pending[:] = 0
+    def reset(self, streams=None):
+        """Empty every stream's cache and queue, or those of ``streams`` (indices)."""
+        which = slice(None) if streams is None else np.asarray(list(streams), dtype=np.int64)
+        self.cached[which] = 0
+        self.pending[which] = 0
 
     def push(self, tokens: np.ndarray):
         """Append tokens[i] to the waiting tokens of stream i, for the first len(tokens)."""

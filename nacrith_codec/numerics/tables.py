@@ -27,6 +27,7 @@ import hashlib
 import numpy as np
 
 from ..errors import NacrithError
+from .arrays import module_of as _module, on
 
 FRACTION_BITS = 10  # the exp2 table has 2**10 + 1 entries over [0, 1]
 LOG2E = 1.4426950408889634  # float64 nearest to 1 / ln 2
@@ -65,27 +66,29 @@ def _exp2_table() -> tuple[np.ndarray, np.ndarray]:
 
 def exp2(t: np.ndarray) -> np.ndarray:
     """2**t for float64 t <= 0 (values below -1,100 give 0)."""
-    base, slope = _exp2_table()
-    t = np.maximum(np.asarray(t, dtype=np.float64), -1100.0)
-    whole = np.floor(t)
+    xp = _module(t)
+    base, slope = (on(xp, table) for table in _exp2_table())
+    t = xp.maximum(xp.asarray(t, dtype=np.float64), -1100.0)
+    whole = xp.floor(t)
     scaled = (t - whole) * float(1 << FRACTION_BITS)  # exact: a power-of-two scaling
-    index = np.floor(scaled)
+    index = xp.floor(scaled)
     i = index.astype(np.int64)
     value = base[i] + slope[i] * (scaled - index)
-    return np.ldexp(value, whole.astype(np.int64))
+    return xp.ldexp(value, whole.astype(np.int64))
 
 
 def exp(x: np.ndarray) -> np.ndarray:
     """e**x for float64 x <= 0."""
-    return exp2(np.asarray(x, dtype=np.float64) * LOG2E)
+    return exp2(_module(x).asarray(x, dtype=np.float64) * LOG2E)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """1 / (1 + e**-x) for any float64 x."""
-    x = np.asarray(x, dtype=np.float64)
-    e = exp(-np.abs(x))  # in (0, 1]
+    xp = _module(x)
+    x = xp.asarray(x, dtype=np.float64)
+    e = exp(-xp.abs(x))  # in (0, 1]
     positive = 1.0 / (1.0 + e)
-    return np.where(x >= 0, positive, e * positive)
+    return xp.where(x >= 0, positive, e * positive)
 
 
 ATTENTION_STEP = 256  # grid points per unit of the attention scores
@@ -103,8 +106,9 @@ def _attention_table() -> np.ndarray:
 
 def attention_weights(x: np.ndarray) -> np.ndarray:
     """rint(65535 * e**x) for x <= 0 rounded to the grid of 1/256 (0 below -12)."""
-    index = np.minimum(np.rint(x * -float(ATTENTION_STEP)), _ATTENTION_SPAN)
-    return _attention_table()[index.astype(np.int64)]
+    xp = _module(x)
+    index = xp.minimum(xp.rint(x * -float(ATTENTION_STEP)), _ATTENTION_SPAN)
+    return on(xp, _attention_table())[index.astype(np.int64)]
 
 
 def _cos_sin(angle: decimal.Decimal, ctx: decimal.Context, pi: decimal.Decimal):

@@ -32,8 +32,12 @@ _PACK, _RAW = "pack", "raw"  # roles of binary parts: coded by the best codec, o
 
 
 class BlockCoder:
-    def __init__(self, engine, config, threads=None, progress=None):
+    def __init__(self, engine, config, threads=None, progress=None, shared=None):
+        """``shared``: a batch.SharedContext whose lanes this coder's blocks run in (the
+        exact engine, with other blocks in the same forward passes); else a context of
+        the engine's own."""
         self.engine, self.config, self.threads = engine, config, threads
+        self.shared = shared
         self.tokenizer = tok = engine.tokenizer
         self.predictor = Predictor(tok.n_vocab, config.streams, tok.never, config,
                                    engine.model.n_embd if config.cache_size else 0)
@@ -59,7 +63,8 @@ class BlockCoder:
             return symbols
 
         pending = self.config.max_pending
-        with self.engine.context(self.config, self.threads, pending) as ctx:
+        with (self.shared.lane() if self.shared is not None
+              else self.engine.context(self.config, self.threads, pending)) as ctx:
             if not schedule.run(ctx, counts, self.tokenizer.llm_input, self.engine.model.bos,
                                 code, self.predictor, pending, times):
                 return False

@@ -89,13 +89,16 @@ def _mib(nbytes: int) -> str:
 
 
 def check(config, n_vocab: int, kv_bytes_per_token: int, limit: int, score_bytes: int = 0,
-          n_embd: int = MAX_DIM) -> int:
-    """The bytes needed; MemoryLimitError when over ``limit`` (0: none), nothing allocated."""
-    need = needed(config, n_vocab, kv_bytes_per_token, score_bytes, n_embd)
+          n_embd: int = MAX_DIM, blocks: int = 1) -> int:
+    """The bytes needed to code ``blocks`` blocks at once in one process; MemoryLimitError
+    when over ``limit`` (0: none), nothing allocated."""
+    need = blocks * needed(config, n_vocab, kv_bytes_per_token, score_bytes, n_embd)
     if limit and need > limit:
+        at_once = f", {blocks} blocks at once" if blocks > 1 else ""
         raise MemoryLimitError(
             f"decoding this stream needs about {_mib(need)} ({config.streams} streams x "
-            f"{config.window} tokens of model context, {config.block_size:,}-byte blocks), "
+            f"{config.window} tokens of model context, {config.block_size:,}-byte blocks"
+            f"{at_once}), "
             f"over the memory limit of {_mib(limit)}; if you trust the stream, raise the "
             f"limit: memlimit=... in Python, --memlimit SIZE on the command line, or "
             f"{ENV}=SIZE (for example {ENV}={-(-need // (1 << 30))}GiB; 0 for no limit)")

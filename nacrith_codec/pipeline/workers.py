@@ -61,13 +61,14 @@ KEPT_CODERS = 4  # coders a process keeps for reuse (each holds a block's tables
 
 
 def local_coder(model_path, n_gpu_layers: int, threads, config, progress=None,
-                memlimit: int = 0) -> BlockCoder:
+                memlimit: int = 0, device: str = "cpu") -> BlockCoder:
     """This process's block coder for these settings, made on first use and kept: the
     model loads once per process, whatever the number of blocks (or files, or tasks of a
     cluster) it codes.  One per thread, since a coder's predictors hold a block's state;
-    the ``KEPT_CODERS`` used last are kept.  ``memlimit``: as for NacrithDecompressor."""
-    key = (str(model_path), n_gpu_layers, threads, config, threading.get_ident())
-    engine = Engine.get(model_path, n_gpu_layers, config.engine)
+    the ``KEPT_CODERS`` used last are kept.  ``memlimit`` and ``device``: as for
+    NacrithDecompressor."""
+    key = (str(model_path), n_gpu_layers, threads, config, device, threading.get_ident())
+    engine = Engine.get(model_path, n_gpu_layers, config.engine, device)
     engine.check_memory(config, memlimit)
     coder = _coders.pop(key, None) or BlockCoder(engine, config, threads)
     _coders[key] = coder
@@ -81,8 +82,9 @@ def local_coder(model_path, n_gpu_layers: int, threads, config, progress=None,
 _worker: dict = {}
 
 
-def _start_worker(model_path: str, gpu_layers: int, threads, counter):
-    _worker.update(path=model_path, gpu=gpu_layers, threads=threads, counter=counter)
+def _start_worker(model_path: str, gpu_layers: int, threads, counter, device: str):
+    _worker.update(path=model_path, gpu=gpu_layers, threads=threads, counter=counter,
+                   device=device)
 
 
 def _tick(n: int):
@@ -92,7 +94,7 @@ def _tick(n: int):
 
 def _task(config, kind: str, item, memlimit: int = 0):
     coder = local_coder(_worker["path"], _worker["gpu"], _worker["threads"], config, _tick,
-                        memlimit)
+                        memlimit, _worker["device"])
     return getattr(coder, kind)(item), coder.stats
 
 
@@ -102,7 +104,7 @@ class Pool:
     """Blocks coded by ``workers`` processes, results in order."""
 
     def __init__(self, model_path, config, workers: int, threads=None, progress=None,
-                 n_gpu_layers: int = 0, memlimit: int = 0):
+                 n_gpu_layers: int = 0, memlimit: int = 0, device: str = "cpu"):
         context = multiprocessing.get_context("spawn")  # llama.cpp's threads do not survive fork
         if threads is None:
             threads = max(1, cores() // workers)
@@ -110,7 +112,7 @@ class Pool:
         self._seen = 0
         self._executor = cf.ProcessPoolExecutor(
             workers, context, initializer=_start_worker,
-            initargs=(str(model_path), n_gpu_layers, threads, self._counter))
+            initargs=(str(model_path), n_gpu_layers, threads, self._counter, device))
         self.config, self.limit, self._progress = config, 2 * workers, progress
         self._memlimit = memlimit
         self._futures = collections.deque()

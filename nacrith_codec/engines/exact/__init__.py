@@ -5,7 +5,8 @@
 ``ExactModel.context`` makes contexts with ``engines.interface.Context``'s.  The
 weights and the vocabulary come from the GGUF file (weights.py), the
 arithmetic is network.py and context.py, the transcendental functions
-tables.py.  Decoding needs no llama.cpp; encoding uses llama.cpp's tokenizer
+tables.py; device.py puts it on the CPU (numpy) or a CUDA GPU (CuPy) with the same
+results.  Decoding needs no llama.cpp; encoding uses llama.cpp's tokenizer
 only (loaded without weights), since tokenization decides what is coded, not
 what a decoder can read.
 """
@@ -15,15 +16,17 @@ from __future__ import annotations
 import threading
 
 from .context import Context
+from .device import Device, DeviceError, select
 from .network import Network
 
-__all__ = ["ExactModel", "Context", "Network"]
+__all__ = ["ExactModel", "Context", "Device", "DeviceError", "Network", "select"]
 
 
 class ExactModel:
-    def __init__(self, path):
+    def __init__(self, path, device: str = "cpu"):
         self.path = str(path)
-        self.network = Network(path)
+        self.device = select(device)
+        self.network = Network.from_file(path, self.device)
         self.n_vocab, self.bos, self.pieces = (self.network.n_vocab, self.network.bos,
                                                self.network.pieces)
         self.kv_bytes_per_token = self.network.kv_bytes_per_token

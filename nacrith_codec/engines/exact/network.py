@@ -10,7 +10,9 @@ afterwards in float64.  Scales are applied with correctly rounded
 multiplications in an order the code fixes, norms sum squares of integers (exact in any
 order), and exp, sigmoid and RoPE come from ``tables``.  A row's numbers
 depend only on its own token and its own stream's cache: never on which other
-rows share the step.
+rows share the step.  The same code runs with numpy on the CPU or CuPy on a GPU
+(device.py: every operation here gives the same bits on both); each function takes
+the array module of its arguments.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import weights
+from ...numerics.arrays import module_of
+from .device import CPU, Device
 
 ACT_LEVELS = 8191  # activations: integers in [-8191, 8191] times a scale per row
 CACHE_LEVELS = 127  # keys and values: 8-bit integers times a scale per slot and head
@@ -28,21 +32,23 @@ F32_EXACT = 1 << 24
 
 def quantize(x: np.ndarray, levels: int = ACT_LEVELS) -> tuple[np.ndarray, np.ndarray]:
     """Integers in [-levels, levels] over the last axis (float32), and their float64 scale."""
-    top = np.max(np.abs(x), axis=-1)
-    top = np.where(top > 0, top, 1.0)
-    q = np.rint(x * (levels / top)[..., None])
+    xp = module_of(x)
+    top = xp.max(xp.abs(x), axis=-1)
+    top = xp.where(top > 0, top, 1.0)
+    q = xp.rint(x * (levels / top)[..., None])
     return q.astype(np.float32), top / levels
 
 
 def halves(q: np.ndarray, axis: int) -> np.ndarray:
     """14-bit integers as their high and low 7-bit halves, stacked along ``axis``."""
-    high = np.rint(q * (1.0 / HALF))
-    return np.concatenate([high, q - high * HALF], axis=axis).astype(np.float32)
+    xp = module_of(q)
+    high = xp.rint(q * (1.0 / HALF))
+    return xp.concatenate([high, q - high * HALF], axis=axis).astype(np.float32)
 
 
 def joined(out: np.ndarray, axis: int) -> np.ndarray:
     """The product of halves(q) joined again: high * HALF + low, exact in float64."""
-    high, low = np.split(out, 2, axis=axis)
+    high, low = module_of(out).split(out, 2, axis=axis)
     return high.astype(np.float64) * HALF + low
 
 
@@ -50,7 +56,7 @@ def product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Every matrix product of the engine: float32 operands holding integers whose partial
     sums stay below 2**24, so any BLAS gives the one exact result.  (The tests replace it
     with an int64 product to prove that.)"""
-    return np.matmul(a, b)
+    return module_of(a).matmul(a, b)
 
 
 class Linear:
@@ -71,33 +77,41 @@ _MATRICES = ("qkv", "o", "gate_up", "down")
 
 
 class Network:
-    """The model's integer weights (weights.load: read from a cache, made once per
-    model file) and the arithmetic of one layer's parts."""
+    """The model's integer weights on a device (weights.load: read from a cache, made once
+    per model file; or weights.random's) and the arithmetic of one layer's parts."""
 
-    def __init__(self, path):
-        arrays, meta = weights.load(path)
+    def __init__(self, arrays: dict, meta: dict, device: Device = CPU):
         self.shape = s = weights.Shape(**meta["shape"])
         self.bos, self.pieces = meta["bos"], weights.unpack_pieces(arrays)
         self.n_vocab = s.vocab
-        self.embedding = arrays["embedding"]  # exact Q8_0 values, (vocab, embd) float32
-        self.output = Linear(arrays["output.q"], arrays["output.scale"])
-        self.layers = []
-        for i in range(s.layers):
-            layer = {m: Linear(arrays[f"{i}.{m}.q"], arrays[f"{i}.{m}.scale"]) for m in _MATRICES}
-            layer.update(attn_norm=arrays[f"{i}.attn_norm"], ffn_norm=arrays[f"{i}.ffn_norm"])
-            self.layers.append(layer)
-        self.final_norm = arrays["output_norm"]
+        self.device = device
+        with device.scope():
+            put = device.put
+            self.embedding = put(arrays["embedding"])  # exact Q8_0 values, (vocab, embd) float32
+            self.output = Linear(put(arrays["output.q"]), put(arrays["output.scale"]))
+            self.layers = []
+            for i in range(s.layers):
+                layer = {m: Linear(put(arrays[f"{i}.{m}.q"]), put(arrays[f"{i}.{m}.scale"]))
+                         for m in _MATRICES}
+                layer.update(attn_norm=put(arrays[f"{i}.attn_norm"]),
+                             ffn_norm=put(arrays[f"{i}.ffn_norm"]))
+                self.layers.append(layer)
+            self.final_norm = put(arrays["output_norm"])
         # the KV cache per token: 8-bit keys and values in float32, a float64 scale for each
         self.kv_bytes_per_token = s.layers * s.kv_heads * (2 * 4 * s.head_dim + 2 * 8)
 
+    @classmethod
+    def from_file(cls, path, device: Device = CPU) -> "Network":
+        return cls(*weights.load(path), device)
+
     def norm(self, x: np.ndarray, gain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """RMSNorm of float64 rows, then 8-bit quantization: (integers, scale per row)."""
-        n = x.shape[-1]
+        n, xp = x.shape[-1], module_of(x)
         x16, unit = quantize(x, NORM_LEVELS)
         sq = x16.astype(np.float64)
         sums = (sq * sq).sum(axis=-1)  # integers below 2**53: exact in any order
         mean = (sums * (unit * unit)) / n
-        inv = 1.0 / np.sqrt(mean + self.shape.eps)
+        inv = 1.0 / xp.sqrt(mean + self.shape.eps)
         q, scale = quantize(x * gain)
         return q, scale * inv
 
@@ -106,7 +120,7 @@ def rope(x: np.ndarray, c: np.ndarray, s: np.ndarray) -> np.ndarray:
     """Rotate adjacent pairs of x (N, heads, dims) by the angles of each row."""
     even, odd = x[..., 0::2], x[..., 1::2]
     c, s = c[:, None, :], s[:, None, :]
-    out = np.empty_like(x)
+    out = module_of(x).empty_like(x)
     out[..., 0::2] = even * c - odd * s
     out[..., 1::2] = even * s + odd * c
     return out

@@ -210,3 +210,35 @@ def load(path) -> tuple[dict, dict]:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return arrays, meta
+
+
+#: SmolLM2-135M's architecture, the bundled model's (REFERENCE: 30 blocks, 576, 1,536, 9/3 heads)
+SMOLLM2 = Shape(layers=30, embd=576, ffn=1536, heads=9, kv_heads=3, head_dim=64, vocab=49152,
+                rope_base=100000.0, eps=1e-5, context=8192)
+
+
+def seeded(shape: Shape, seed: int = 0) -> tuple[dict, dict]:
+    """Arrays and metadata of a network of ``shape`` with seeded random weights of the
+    kinds a model file gives (8-bit integers times float64 scales, Q8_0-like embeddings,
+    norms near 1): exactness and speed do not depend on the weights' values, so checks
+    of a device can run the real architecture without the model file.  Every token's
+    piece is one byte (its number modulo 256)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    emb = rng.integers(-127, 128, size=(shape.vocab, shape.embd)) * 2.0 ** -9  # d * q, d = 2**-9
+    out["embedding"] = emb.astype(np.float32)
+    out["output.q"], out["output.scale"] = requantize(emb)
+    sizes = {"qkv": ((shape.heads + 2 * shape.kv_heads) * shape.head_dim, shape.embd),
+             "o": (shape.embd, shape.heads * shape.head_dim),
+             "gate_up": (2 * shape.ffn, shape.embd), "down": (shape.embd, shape.ffn)}
+    for i in range(shape.layers):
+        for name, (rows, cols) in sizes.items():  # gain about 1 per product
+            q = rng.integers(-127, 128, size=(cols, rows)).astype(np.float32)
+            out[f"{i}.{name}.q"] = q
+            out[f"{i}.{name}.scale"] = rng.uniform(0.5, 1.5, rows) * 1.7 / (127 * cols ** 0.5)
+        out[f"{i}.attn_norm"] = rng.uniform(0.5, 1.5, shape.embd)
+        out[f"{i}.ffn_norm"] = rng.uniform(0.5, 1.5, shape.embd)
+    out["output_norm"] = rng.uniform(0.5, 1.5, shape.embd)
+    out["pieces"] = (np.arange(shape.vocab) % 256).astype(np.uint8)
+    out["piece_len"] = np.ones(shape.vocab, dtype=np.int64)
+    return out, {"shape": dataclasses.asdict(shape), "bos": 0, "arrays": sorted(out)}
