@@ -114,7 +114,7 @@ def _tar(files) -> bytes:
 
 
 def test_tar_of_corpus_files_round_trips():
-    data = _tar([("paper-100k.pdf", PDF), ("fireworks.jpeg", JPEG),
+    data = _tar([("paper.pdf", PDF[48000:64000]), ("fireworks.jpeg", JPEG),  # binary part
                  ("alice29-excerpt.txt", ALICE[20000:21500]), ("html-excerpt", HTML[30000:31000])])
     packed = roundtrip(data, **WIDE)
     assert len(packed) - overhead(**WIDE) <= _best_classical(data) + 64
