@@ -10,6 +10,7 @@ from . import container
 from .config import CodecConfig
 from .container.sequence import StreamSequence
 from .engines import Engine, check_name, environment
+from .engines.exact.device import select as select_device
 from .engines.identity import Identity, differences
 from .engines.model_file import (DEFAULT_FILE, DEFAULT_NAME, ENV_VAR, fingerprint,
                                  named_by_sha256, named_path, resolve_model_path)
@@ -57,6 +58,8 @@ class _Coding:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         check_name(device)
+        if device.startswith("cuda"):  # a missing CuPy or GPU fails now, not at the first block
+            select_device(device)
         self._model_path = resolve_model_path(model)
         self._model_chosen = model is not None or bool(os.environ.get(ENV_VAR))
         self._threads, self._progress, self._workers = threads, progress, workers
@@ -129,18 +132,18 @@ class NacrithCompressor(_Coding):
                  progress=None, content_size: int | None = None, workers: int = 1,
                  n_gpu_layers: int = 0, device: str = "cpu", verify: bool = False, **options):
         check_options(options)
-        super().__init__(model, threads, progress, workers, n_gpu_layers, device)
-        self._verifier = (StreamVerifier(NacrithDecompressor(  # of our own stream: no memlimit
-            self._model_path, threads=threads, progress=progress, workers=workers,
-            n_gpu_layers=n_gpu_layers, device=device, memlimit=0)) if verify else None)
         base = config or CodecConfig()
         self.config = base.replace(**options) if options else base
-        if device.startswith("cuda") and self.config.engine != "exact":
+        if str(device).startswith("cuda") and self.config.engine != "exact":
             raise ValueError(f"device={device!r} places the exact engine (engine='exact'); "
                              "llama.cpp offloads layers with n_gpu_layers instead")
         if not self.config.exact:
             raise ValueError("exact=0 is the arithmetic of format versions 1-5, which are "
                              "read but not written")
+        super().__init__(model, threads, progress, workers, n_gpu_layers, device)
+        self._verifier = (StreamVerifier(NacrithDecompressor(  # of our own stream: no memlimit
+            self._model_path, threads=threads, progress=progress, workers=workers,
+            n_gpu_layers=n_gpu_layers, device=device, memlimit=0)) if verify else None)
         self._content_size = content_size
         self._buffer = bytearray()
         self._lengths = collections.deque()  # raw length of each block in flight

@@ -12,8 +12,8 @@ import nacrith_codec as nc
 from nacrith_codec.engines import Engine
 from nacrith_codec.engines.exact import context
 from nacrith_codec.engines.model_file import resolve_model_path
-from nacrith_codec.errors import CorruptError
-from nacrith_codec.pipeline.batch import SharedContext
+from nacrith_codec.errors import CorruptError, MemoryLimitError
+from nacrith_codec.pipeline.batch import SharedContext, Threads
 
 from conftest import EXACT_SMALL, forge_first_block
 
@@ -81,3 +81,15 @@ def test_a_block_that_fails_in_its_lane_does_not_stall_the_others(blocks):
     flip = lambda b: replace(b, payload=bytes([b.payload[0] ^ 0x55]) + b.payload[1:])
     with pytest.raises(CorruptError):
         nc.decompress(forge_first_block(packed, flip), workers=3)
+
+
+def test_the_memory_limit_takes_threads_away_as_xz_does(exact):
+    """memlimit bounds the process: where four blocks at once would not fit, as many as
+    fit are coded at once; where one would not, MemoryLimitError before any allocation."""
+    config = nc.CodecConfig(**BLOCKS)
+    need = exact.check_memory(config, 0)
+    runner = Threads(exact, config, 4, memlimit=int(2.5 * need))
+    assert runner.workers == 2 and runner.shared.lanes == 2
+    runner.close()
+    with pytest.raises(MemoryLimitError, match="needs about"):
+        Threads(exact, config, 4, memlimit=need - 1)

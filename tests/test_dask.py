@@ -17,6 +17,7 @@ from distributed import Client, LocalCluster
 import nacrith_codec as nc
 from conftest import SMALL
 from nacrith_codec.cli import main
+from nacrith_codec import engines
 from nacrith_codec.engines import Engine
 from nacrith_codec.errors import EnvironmentMismatchError, ModelMismatchError
 from nacrith_codec.plugins import dask_tasks
@@ -269,3 +270,24 @@ def test_verify_catches_a_worker_that_writes_damage(client, tmp_path, english):
     (v,) = report.files
     assert v.status == "failed" and v.error.startswith("VerifyError"), report.summary()
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+def test_workers_place_the_exact_engine_where_they_can_and_write_the_same_bytes(client, alice,
+                                                                                tmp_path):
+    """device="auto": each worker its GPU if it has one, else its CPU (these have none),
+    and the stream is the one a single CPU writes; the device travels in the settings."""
+    data = alice[70000:70400]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.txt").write_bytes(data)
+    exact = dict(OPTS, engine="exact")
+    report = compress_files([str(tmp_path / "in")], str(tmp_path / "out"), client=client,
+                            device="auto", **exact)
+    assert report.ok, report.summary()
+    packed = (tmp_path / "out" / "x.txt.nc").read_bytes()
+    assert packed == nc.compress(data, **exact)
+    report = decompress_files([str(tmp_path / "out")], str(tmp_path / "back"), client=client,
+                              device="auto")
+    assert report.ok and (tmp_path / "back" / "x.txt").read_bytes() == data
+    devices = client.run(lambda: sorted({key[3] for key in engines._engines
+                                         if key[2] == "exact"}))
+    assert all(d == ["auto"] for d in devices.values()), devices  # one model each, "auto"

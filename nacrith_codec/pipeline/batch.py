@@ -141,12 +141,16 @@ class SharedContext:
 class Threads:
     """Blocks coded by ``workers`` threads of this process, their streams in one forward
     pass per step (the exact engine); results in order, at most ``2 * workers`` in flight.
-    The bytes are those of one block at a time."""
+    The bytes are those of one block at a time.  ``memlimit`` bounds the whole process:
+    fewer threads are used where ``workers`` blocks at once would need more (xz -T's
+    rule), and MemoryLimitError is raised where even one would."""
 
     def __init__(self, engine, config, workers: int, threads=None, progress=None,
                  memlimit: int = 0):
+        if memlimit:  # as xz -T does: fewer blocks at once where all would not fit
+            workers = max(1, min(workers, memlimit // engine.check_memory(config, 0)))
         engine.check_memory(config, memlimit, blocks=workers)  # before anything is allocated
-        self.config, self.limit = config, 2 * workers
+        self.workers, self.config, self.limit = workers, config, 2 * workers
         self.shared = SharedContext(engine, config, threads, config.max_pending, workers)
         self._local = threading.local()
         self._engine, self._threads = engine, threads
