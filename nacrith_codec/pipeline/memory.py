@@ -8,7 +8,8 @@ decoder works that out from the header and the model's shape first and
 refuses, with a MemoryLimitError saying how to raise the limit, a stream that
 needs more than ``memlimit`` (as xz and zstd refuse a stream whose dictionary
 or window is over theirs).  The limit applies to each process that decodes
-(``workers`` processes have one each).
+(``workers`` processes have one each; the exact engine's worker threads share their
+process's, and fewer of them run where all would not fit, pipeline/batch.py).
 
     memlimit=None   NACRITH_MEMLIMIT from the environment, else DEFAULT_LIMIT
     memlimit=0      no limit
