@@ -85,6 +85,10 @@ _worker: dict = {}
 def _start_worker(model_path: str, gpu_layers: int, threads, counter, device: str):
     _worker.update(path=model_path, gpu=gpu_layers, threads=threads, counter=counter,
                    device=device)
+    if threads:  # numpy's BLAS (the exact engine's products) on this worker's share of the
+        # cores: a pool per process of one thread per core spins them against each other
+        from threadpoolctl import threadpool_limits  # (2 processes on 2 cores: 2.6x slower)
+        threadpool_limits(limits=threads, user_api="blas")
 
 
 def _tick(n: int):
