@@ -9,7 +9,7 @@ import os
 from . import container
 from .config import CodecConfig
 from .container.sequence import StreamSequence
-from .engines import Engine, check_name, environment
+from .engines import Engine, environment
 from .engines.exact.device import select as select_device
 from .engines.identity import Identity, differences
 from .engines.model_file import (DEFAULT_FILE, DEFAULT_NAME, ENV_VAR, fingerprint,
@@ -57,9 +57,7 @@ class _Coding:
     def __init__(self, model, threads, progress, workers, n_gpu_layers, device):
         if workers < 1:
             raise ValueError("workers must be at least 1")
-        check_name(device)
-        if device.startswith("cuda"):  # a missing CuPy or GPU fails now, not at the first block
-            select_device(device)
+        select_device(device)  # a bad name, or a missing CuPy or GPU, fails now
         self._model_path = resolve_model_path(model)
         self._model_chosen = model is not None or bool(os.environ.get(ENV_VAR))
         self._threads, self._progress, self._workers = threads, progress, workers

@@ -134,11 +134,9 @@ def installed(monkeypatch, devices: int = 1):
     from nacrith_codec.engines import _engines
     monkeypatch.setitem(__import__("sys").modules, "cupy", module(devices))
     device._gpu.cache_clear()
-    device._verified.clear()
     try:
         yield
     finally:
         device._gpu.cache_clear()
-        device._verified.clear()
         for key in [k for k in _engines if k[3] != "cpu"]:
             del _engines[key]

@@ -46,7 +46,7 @@ def test_lanes_step_together_and_get_their_own_rows(exact, english):
     both, and each lane's logits and hidden states are those of a context of its own."""
     config = nc.CodecConfig(**{**BLOCKS, "streams": 2})
     tokens = exact.tokenizer.tokenize(english)[:24]
-    shared = SharedContext(exact, config, None, 1, lanes=2)
+    shared = SharedContext(exact, config, None, lanes=2)
     own, both_in = {}, threading.Barrier(2)
 
     def run(lane_tokens, key):

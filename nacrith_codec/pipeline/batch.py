@@ -26,33 +26,30 @@ import threading
 
 import numpy as np
 
+from ..engines.interface import StreamTokens
 from ..errors import NacrithError
 from .block import BlockCoder
 from .stats import add_stats, new_stats
 
 
-class Lane:
-    """``streams`` consecutive streams of a shared context, seen as a context of their own."""
+class Lane(StreamTokens):
+    """``streams`` consecutive streams of a shared context, seen as a context of their own:
+    its queues are views of the shared context's, so ``push`` is StreamTokens' own."""
 
-    def __init__(self, shared: "SharedContext", index: int):
+    def __init__(self, shared: "SharedContext", index: int):  # no arrays of its own
         self._shared, self.index = shared, index
-        n = shared.streams
-        self._first = index * n
-        ctx = shared.ctx
-        self.pending = ctx.pending[self._first:self._first + n]  # views: writes go through
-        self.waiting = ctx.waiting[self._first:self._first + n]
-        self.hidden = None
+        n, ctx = shared.streams, shared.ctx
+        self._streams = range(index * n, (index + 1) * n)
+        here = slice(self._streams.start, self._streams.stop)
+        self.waiting, self.pending = ctx.waiting[here], ctx.pending[here]
+        self.cached = ctx.cached[here]
 
-    def reset(self):
-        self._shared.ctx.reset(range(self._first, self._first + self._shared.streams))
-
-    def push(self, tokens: np.ndarray):
-        live = len(tokens)
-        self.waiting[np.arange(live), self.pending[:live]] = tokens
-        self.pending[:live] += 1
+    def reset(self, streams=None):
+        self._shared.ctx.reset(self._streams)  # the exact context's positions too
 
     def step(self, rows) -> np.ndarray:
-        logits, self.hidden = self._shared.step(self.index, np.asarray(rows) + self._first)
+        logits, self.hidden = self._shared.step(self.index,
+                                                np.asarray(rows) + self._streams.start)
         return logits
 
     def close(self):
@@ -62,14 +59,13 @@ class Lane:
 class SharedContext:
     """One context of ``lanes`` blocks of ``streams`` streams, stepped together."""
 
-    def __init__(self, engine, config, threads, pending: int, lanes: int):
-        if pending != 1:
+    def __init__(self, engine, config, threads, lanes: int):
+        if config.max_pending != 1:
             raise ValueError("skip streams cannot share forward passes (their rows depend on "
                              "slots after their own: engines/exact/context.py)")
         self.streams, self.lanes = config.streams, lanes
         self.ctx = engine.model.context(lanes * config.streams, config.window, config.slide,
-                                        config.sink, threads, pending,
-                                        bool(config.cache_size))
+                                        config.sink, threads, 1, bool(config.cache_size))
         self._free = list(range(lanes))
         self._active: set = set()
         self._asked: dict = {}  # lane -> its rows in the shared context, for this step
@@ -151,7 +147,7 @@ class Threads:
             workers = max(1, min(workers, memlimit // engine.check_memory(config, 0)))
         engine.check_memory(config, memlimit, blocks=workers)  # before anything is allocated
         self.workers, self.config, self.limit = workers, config, 2 * workers
-        self.shared = SharedContext(engine, config, threads, config.max_pending, workers)
+        self.shared = SharedContext(engine, config, threads, workers)
         self._local = threading.local()
         self._engine, self._threads = engine, threads
         self._progress_lock = threading.Lock()

@@ -13,7 +13,7 @@ integers (exact in any order); the tables (numerics/tables.py) are computed on
 the host and copied.  So a stream written on a GPU is the one written on a CPU,
 byte for byte.
 
-That is the reasoning; ``Device.check`` tests it on every device before its
+That is the reasoning; ``select`` tests it on every GPU before its
 first use: a small network of the engine's own shape, with seeded random integer
 weights, computed on the device and with numpy, must give the same bits, or the
 device is refused with a ``DeviceError`` naming what differs.
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import threading
 
 import numpy as np
 
@@ -69,16 +68,7 @@ class Device:
         return {"device_bytes": int(pool.total_bytes()), "device_total": int(total),
                 "device_free": int(free)}
 
-    def check(self) -> "Device":
-        """This device, after its arithmetic was found identical to numpy's (once per
-        process); DeviceError otherwise."""
-        if self.gpu:
-            _checked(self)
-        return self
-
-
 CPU = Device("cpu", np)
-_lock = threading.Lock()
 
 
 def _cupy():
@@ -117,32 +107,25 @@ def select(name: str = "cpu") -> Device:
     index = check_name(name)
     if name == "cpu" or (name == "auto" and not gpu_count()):
         return CPU
-    return _gpu(index).check()
+    return _gpu(index)
 
 
 @functools.lru_cache(maxsize=None)
 def _gpu(index: int) -> Device:
+    """CUDA device ``index``, once its arithmetic was found identical to numpy's (made and
+    checked once per process; one that fails is not kept, and fails again if asked)."""
     cupy = _cupy()
     count = gpu_count()
     if index >= count:
         raise DeviceError(f"device cuda:{index} asked for, but CuPy finds {count} CUDA "
                           "device(s) here; use device='cpu' (the same streams) or another index")
-    return Device(f"cuda:{index}", cupy, index)
-
-
-_verified: set = set()
-
-
-def _checked(device: Device):
-    with _lock:
-        if device.name in _verified:
-            return
-        from .selfcheck import compare
-        with device.scope():
-            differences = compare(device)
-        if differences:
-            raise DeviceError(
-                f"{device.name} computes the exact engine's arithmetic differently from the "
-                f"CPU ({'; '.join(differences)}): its streams would not decode elsewhere, so "
-                "it is not used; use device='cpu' and please report this GPU and CuPy version")
-        _verified.add(device.name)
+    device = Device(f"cuda:{index}", cupy, index)
+    from .selfcheck import compare
+    with device.scope():
+        differences = compare(device)
+    if differences:
+        raise DeviceError(
+            f"{device.name} computes the exact engine's arithmetic differently from the "
+            f"CPU ({'; '.join(differences)}): its streams would not decode elsewhere, so "
+            "it is not used; use device='cpu' and please report this GPU and CuPy version")
+    return device

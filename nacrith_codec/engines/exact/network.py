@@ -78,7 +78,7 @@ _MATRICES = ("qkv", "o", "gate_up", "down")
 
 class Network:
     """The model's integer weights on a device (weights.load: read from a cache, made once
-    per model file; or weights.random's) and the arithmetic of one layer's parts."""
+    per model file; or weights.seeded's) and the arithmetic of one layer's parts."""
 
     def __init__(self, arrays: dict, meta: dict, device: Device = CPU):
         self.shape = s = weights.Shape(**meta["shape"])
