@@ -24,13 +24,14 @@ for compressions; the ``nacrith::`` filesystem needs no import).
 
 from .api import NacrithCompressor, NacrithDecompressor, compress, decompress
 from .config import CodecConfig
-from .errors import (CorruptError, EnvironmentMismatchError, FormatError, MemoryLimitError,
+from .errors import (CacheWarning, CorruptError, EnvironmentMismatchError, FormatError,
+                     MemoryLimitError,
                      ModelMismatchError, ModelNotFoundError, NacrithError, TruncatedError,
                      VerifyError)
 from .file import NacrithFile, open
 
 __all__ = [
-    "CodecConfig", "CorruptError", "EnvironmentMismatchError", "FormatError", "MemoryLimitError",
+    "CacheWarning", "CodecConfig", "CorruptError", "EnvironmentMismatchError", "FormatError", "MemoryLimitError",
     "ModelMismatchError",
     "ModelNotFoundError", "NacrithCompressor", "NacrithDecompressor", "NacrithError", "NacrithFile",
     "TruncatedError", "VerifyError", "compress", "decompress", "open",

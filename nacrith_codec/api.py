@@ -12,6 +12,7 @@ from .container.sequence import StreamSequence
 from .engines import Engine, environment
 from .engines.exact.device import select as select_device
 from .engines.identity import Identity, differences
+from .engines.llamacpp import check_threads
 from .engines.model_file import (DEFAULT_FILE, DEFAULT_NAME, ENV_VAR, fingerprint,
                                  named_by_sha256, named_path, resolve_model_path)
 from .errors import CorruptError, EnvironmentMismatchError
@@ -57,6 +58,7 @@ class _Coding:
     def __init__(self, model, threads, progress, workers, n_gpu_layers, device):
         if workers < 1:
             raise ValueError("workers must be at least 1")
+        check_threads(threads)
         select_device(device)  # a bad name, or a missing CuPy or GPU, fails now
         self._model_path = resolve_model_path(model)
         self._model_chosen = model is not None or bool(os.environ.get(ENV_VAR))

@@ -26,6 +26,7 @@ import signal
 import stat
 import sys
 import time
+import warnings
 
 from . import __version__
 from .config import ENGINES, MODEL_ALONE
@@ -71,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
                    + "; ".join(f"{m.name}: {m.about}" for m in MODELS.values())
                    + ") or a GGUF file (default: $NACRITH_MODEL, else smollm2-135m; "
                    "decompressing: the named model the stream names)")
-    p.add_argument("--threads", type=int, metavar="N",
+    p.add_argument("--threads", type=thread_count, metavar="N",
                    help="llama.cpp threads per worker (speed only; default: cores / workers)")
     p.add_argument("--gpu-layers", type=int, default=0, metavar="N",
                    help="layers offloaded to the GPU (GPU builds of llama-cpp-python; the "
@@ -89,6 +90,19 @@ def _parser() -> argparse.ArgumentParser:
     add_codec_arguments(p)
     p.add_argument("-V", "--version", action="version", version=f"nacrith {__version__}")
     return p
+
+
+def thread_count(text: str) -> int:
+    """``--threads N``: an integer within llama.cpp's bounds (a usage error otherwise)."""
+    from .engines.llamacpp import check_threads
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    try:
+        return check_threads(count)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _size(text: str) -> int:
@@ -440,7 +454,10 @@ def main(argv=None) -> int:
 
 def run_guarded(prog: str, work) -> int:
     """``work()``'s exit status, or 130 after ^C and 143 after SIGTERM, both turned into
-    exceptions so that every cleanup runs (temporary outputs removed, workers stopped)."""
+    exceptions so that every cleanup runs (temporary outputs removed, workers stopped).
+    Warnings (a rebuilt cache) are printed as the program's own lines."""
+    warnings.formatwarning = lambda message, category, *_, **__: (
+        f"{prog}: {category.__name__}: {message}\n")
     previous = _on_sigterm()
     try:
         return _flushed(work())

@@ -50,3 +50,9 @@ class EnvironmentMismatchError(CorruptError):
     model, the same llama.cpp build and the same backend; the message names
     what differs between the writer's environment and this one.
     """
+
+
+class CacheWarning(UserWarning):
+    """Data nacrith derives from a model file and keeps in the user's cache (the exact
+    engine's integer weights) did not match the digests written with it, and was rebuilt
+    from the model file.  Nothing written is affected: the damaged data was never used."""

@@ -15,7 +15,8 @@ import json
 import logging
 import sys
 
-from nacrith_codec.cli import add_codec_arguments, codec_options, run_guarded
+from nacrith_codec.cli import add_codec_arguments, codec_options, run_guarded, thread_count
+from nacrith_codec import key_values
 from nacrith_codec.errors import NacrithError
 
 from .dask_cluster import compress_files, connect, decompress_files
@@ -35,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="a Dask scheduler (default: a LocalCluster of -T workers)")
     p.add_argument("-T", "--workers", type=int, metavar="N",
                    help="LocalCluster worker processes (default: one per core)")
-    p.add_argument("--threads", type=int, metavar="N",
+    p.add_argument("--threads", type=thread_count, metavar="N",
                    help="llama.cpp threads per task (default: the host's cores / its Dask threads)")
     existing = p.add_mutually_exclusive_group()
     existing.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
@@ -64,10 +65,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _storage_options(pairs) -> dict:
     options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ValueError(f"--storage-option {pair!r} is not KEY=VALUE")
+    for key, value in key_values.parse(pairs, "--storage-option").items():
         try:
             options[key] = json.loads(value)  # numbers, true/false, JSON objects
         except ValueError:

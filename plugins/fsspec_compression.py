@@ -34,6 +34,7 @@ import os
 
 import fsspec.compression
 
+from nacrith_codec import key_values
 from nacrith_codec.config import ENGINES, CodecConfig
 from nacrith_codec.container import SUFFIX
 from nacrith_codec.file import NacrithFile
@@ -49,15 +50,14 @@ def env_options() -> dict:
     """Codec options from ``NACRITH_OPTIONS`` ("name=value,..."), checked by name: integers,
     and ``engine=exact`` or ``engine=llama.cpp``."""
     options = {}
-    for item in filter(None, os.environ.get("NACRITH_OPTIONS", "").split(",")):
-        name, _, value = item.partition("=")
-        name, value = name.strip(), value.strip()
+    items = filter(None, os.environ.get("NACRITH_OPTIONS", "").split(","))
+    for name, value in key_values.parse(items, "NACRITH_OPTIONS").items():
         if name == "engine" and value in ENGINES:
             options[name] = value
             continue
-        if name not in _OPTION_NAMES or name == "engine" or not value.isdigit():
-            raise ValueError(f"NACRITH_OPTIONS: {item!r} is not name=integer with a name "
-                             f"among {sorted(_OPTION_NAMES - {'engine'})}, or engine=NAME "
+        if name not in _OPTION_NAMES or name == "engine" or not key_values.is_integer(value):
+            raise ValueError(f"NACRITH_OPTIONS: {name}={value!r} is not name=integer with a "
+                             f"name among {sorted(_OPTION_NAMES - {'engine'})}, or engine=NAME "
                              f"with a name among {list(ENGINES)}")
         options[name] = int(value)
     return options

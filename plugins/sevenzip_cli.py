@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import pathlib
 import sys
 import time
 
@@ -103,13 +104,13 @@ def _extract(args) -> str:
         unknown = set(args.names) - {m.filename for m in members}
         if unknown:
             raise FileNotFoundError(f"not in the archive: {', '.join(sorted(unknown))}")
-        exist = [m.filename for m in members if not m.is_directory and
-                 os.path.exists(os.path.join(args.output_dir, m.filename))]
+        files = [path for m, path in _targets(members, args.output_dir) if not m.is_directory]
+        exist = [path for path in files if os.path.lexists(path)]  # a dangling link too
         if exist and not args.yes:
-            raise FileExistsError(f"{', '.join(exist[:5])}{' ...' if len(exist) > 5 else ''} "
-                                  "already exist; use -y to overwrite them")
-        new = [os.path.join(args.output_dir, m.filename) for m in members
-               if not m.is_directory and m.filename not in exist]
+            shown = [os.path.relpath(path, args.output_dir) for path in exist[:5]]
+            raise FileExistsError(f"{', '.join(shown)}{' ...' if len(exist) > 5 else ''} "
+                                  f"already exist in {args.output_dir}; use -y to overwrite them")
+        new = [path for path in files if path not in exist]  # all a failure may remove
         with _bar(args, sum(m.uncompressed for m in members)) as bar:
             try:
                 progress = _Progress(bar) if bar is not None else None
@@ -124,6 +125,29 @@ def _extract(args) -> str:
                         os.unlink(path)
                 raise
     return f"{len(members)} item(s) extracted into {args.output_dir}"
+
+
+def _targets(members, output_dir) -> list[tuple]:
+    """(member, the path py7zr writes it to) for ``members`` in archive order: the name
+    made safe by py7zr's own rule (a leading ``/`` dropped, names that leave the folder
+    refused), and a repeated name numbered as py7zr's extraction numbers it (the second
+    ``a`` is written as ``a_0``, the third as ``a_1``).  The one place that knows where
+    extraction writes: the overwrite check and the cleanup after a failure use it alike
+    (tests/test_py7zr.py checks it against what py7zr writes)."""
+    from py7zr.helpers import get_sanitized_output_path
+
+    base = pathlib.Path(output_dir)
+    base = base if base.is_absolute() else pathlib.Path.cwd() / base
+    seen: dict[str, int] = {}
+    out = []
+    for m in members:
+        if m.filename in seen:
+            name = f"{m.filename}_{seen[m.filename]}"
+            seen[m.filename] += 1
+        else:
+            name, seen[m.filename] = m.filename, 0
+        out.append((m, str(get_sanitized_output_path(name, base))))
+    return out
 
 
 def _list(args) -> str:

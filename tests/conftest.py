@@ -84,3 +84,44 @@ def other_model(tmp_path_factory):
                                         params)
     assert rc == 0
     return out
+
+
+def write_tiny_gguf(path, seed: int = 0):
+    """A real LLaMA-architecture GGUF file of one block, 32 wide, 256 byte tokens, F32
+    tensors, written with the ``gguf`` package: what the exact engine's loader reads from
+    a model file, in milliseconds instead of the bundled model's seconds."""
+    import gguf
+    import numpy as np
+
+    from nacrith_codec.engines.exact.weights import _byte_decoder
+
+    rng = np.random.default_rng(seed)
+    embd, ffn, heads, kv_heads, vocab = 32, 64, 2, 1, 256
+    head = embd // heads
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_block_count(1)
+    w.add_embedding_length(embd)
+    w.add_feed_forward_length(ffn)
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv_heads)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_context_length(256)
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list(sorted(_byte_decoder(), key=_byte_decoder().get))
+    w.add_token_types([1] * vocab)
+    w.add_bos_token_id(0)
+    tensor = lambda rows, cols: rng.standard_normal((rows, cols)).astype(np.float32)
+    w.add_tensor("token_embd.weight", tensor(vocab, embd))
+    for name, rows, cols in (("attn_q", embd, embd), ("attn_k", kv_heads * head, embd),
+                             ("attn_v", kv_heads * head, embd), ("attn_output", embd, embd),
+                             ("ffn_gate", ffn, embd), ("ffn_up", ffn, embd),
+                             ("ffn_down", embd, ffn)):
+        w.add_tensor(f"blk.0.{name}.weight", tensor(rows, cols))
+    for name in ("blk.0.attn_norm", "blk.0.ffn_norm", "output_norm"):
+        w.add_tensor(f"{name}.weight", np.ones(embd, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path

@@ -202,7 +202,8 @@ def test_recursive_compresses_and_restores_a_tree(tmp_path, english):
 
 @pytest.mark.parametrize("args", [["--rm", "-c"], ["-k", "--rm"], ["compress", "-d"],
                                   ["-t", "--rm"], ["-o", "x.nc", "-c"], ["decompress", "-z"],
-                                  ["--rm", "-o", "-"]])
+                                  ["--rm", "-o", "-"], ["--threads", "1000000"],
+                                  ["--threads", "-5"], ["--threads", "two"]])
 def test_conflicting_flags_are_usage_errors(args, text_file):
     before = text_file.read_bytes()
     argv = args[:1] + [str(text_file)] + args[1:] if args[0] in ("compress", "decompress") \

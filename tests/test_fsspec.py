@@ -37,9 +37,13 @@ def test_options_from_the_environment_reach_the_stream(monkeypatch, tmp_path):
         f.write(b"options")
     header, _ = container.parse_header((tmp_path / "o.nc").read_bytes())
     assert (header.config.window, header.config.slide, header.config.streams) == (40, 10, 1)
-    monkeypatch.setenv("NACRITH_OPTIONS", "windows=40")
-    with pytest.raises(ValueError, match="NACRITH_OPTIONS"):
-        fsspec.open(f"file://{tmp_path}/p.nc", "wb", compression="nacrith").open()
+    for wrong, why in [("windows=40", "NACRITH_OPTIONS"), ("window=\u0661\u0662\u0663", "name=integer"),
+                       ("window=\u00b2", "name=integer"), ("window=40,window=48", "given twice"),
+                       ("window", "NAME=VALUE")]:
+        monkeypatch.setenv("NACRITH_OPTIONS", wrong)  # Arabic-Indic 123, a superscript 2
+        with pytest.raises(ValueError, match=why):
+            fsspec.open(f"file://{tmp_path}/p.nc", "wb", compression="nacrith").open()
+    assert not (tmp_path / "p.nc").exists()
 
 
 def test_binary_and_text_round_trip(base, english):

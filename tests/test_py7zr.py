@@ -182,3 +182,56 @@ def test_nacrith_7z_command_adds_lists_tests_and_extracts(tmp_path, tree):
     r = _7z("x", str(tmp_path / "damaged.7z"), "-o", str(tmp_path / "d"))
     assert r.returncode == 2 and b"Traceback" not in r.stderr
     assert not [p for p in (tmp_path / "d").rglob("*") if p.is_file()]  # nothing partial
+
+
+def test_nacrith_7z_x_checks_and_cleans_up_exactly_the_paths_py7zr_writes(tmp_path):
+    """An absolute member name is written inside the output folder (py7zr drops the
+    leading /), a repeated name as NAME_0: the overwrite check and the cleanup after a
+    failed extraction must look at those paths, never at the folder-less join of the name
+    (which overwrote files inside without -y, refused because of files outside, and let a
+    failure unlink the outside path), and a dangling link of a member's name is a file."""
+    from nacrith_codec.plugins.sevenzip_cli import _targets
+
+    outside = tmp_path / "outside.txt"
+    rng = random.Random(9)
+    members = [(str(outside), rng.randbytes(200)), ("dup.txt", rng.randbytes(200)),
+               ("dup.txt", rng.randbytes(200))]  # random bytes: stored, no model run
+    archive = tmp_path / "names.7z"
+    with py7zr.SevenZipFile(archive, "w", filters=[NACRITH]) as z:
+        for name, data in members:
+            z._writestr(data, name)  # writestr refuses an absolute name; archives may hold one
+    written = tmp_path / "by-py7zr"
+    with py7zr.SevenZipFile(archive) as z:
+        targets = [path for _, path in _targets(z.list(), str(written))]
+        z.extractall(written)
+    assert sorted(targets) == sorted(str(p) for p in written.rglob("*") if p.is_file())
+    inside = written / str(outside).lstrip("/")
+    assert inside.read_bytes() == members[0][1] and (written / "dup.txt_0").is_file()
+
+    out = tmp_path / "out"
+    outside.write_bytes(b"precious")  # exists outside: no reason to refuse
+    assert _7z("x", str(archive), "-o", str(out)).returncode == 0
+    assert outside.read_bytes() == b"precious"
+    assert (out / str(outside).lstrip("/")).read_bytes() == members[0][1]
+    outside.unlink()
+    (out / str(outside).lstrip("/")).write_bytes(b"mine")
+    r = _7z("x", str(archive), "-o", str(out))  # exists inside: refused without -y
+    assert r.returncode == 2 and b"-y" in r.stderr, r.stderr
+    assert (out / str(outside).lstrip("/")).read_bytes() == b"mine" and not outside.exists()
+
+    renamed = tmp_path / "renamed"
+    renamed.mkdir()
+    (renamed / "dup.txt_0").write_bytes(b"mine too")  # where py7zr puts the second dup.txt
+    r = _7z("x", str(archive), "dup.txt", "-o", str(renamed))
+    assert r.returncode == 2 and b"dup.txt_0" in r.stderr, r.stderr
+    assert (renamed / "dup.txt_0").read_bytes() == b"mine too"
+
+    damaged = bytearray(archive.read_bytes())
+    damaged[40] ^= 0xFF  # fails while extracting (a corrupt nacrith stream)
+    (tmp_path / "damaged.7z").write_bytes(bytes(damaged))
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "dup.txt").symlink_to(linked / "nowhere")  # dangling, inside the folder
+    r = _7z("x", str(tmp_path / "damaged.7z"), "-o", str(linked))
+    assert r.returncode == 2 and b"-y" in r.stderr, r.stderr
+    assert (linked / "dup.txt").is_symlink()

@@ -55,6 +55,25 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+#: llama.cpp's own bound (GGML_MAX_N_THREADS): a larger count overruns its per-thread
+#: arrays and crashes the process (``--threads 1000000`` was a segmentation fault).
+MAX_THREADS = 512
+
+
+def check_threads(threads):
+    """``threads`` itself when it is a thread count llama.cpp can run (None or 0: one per
+    core); TypeError or ValueError, naming the bounds, otherwise.  The one rule for every
+    front end (API, CLI, plugins, Dask), checked before any model is loaded."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise TypeError(f"threads must be an integer, not {type(threads).__name__}")
+    if not 0 <= threads <= MAX_THREADS:
+        raise ValueError(f"threads must be between 1 and {MAX_THREADS} (0 or None: one per "
+                         f"core, {cores()} here), not {threads}")
+    return threads
+
+
 def environment() -> dict:
     """What llama.cpp's predictions depend on beyond the model file."""
     L = _llama()
@@ -153,7 +172,7 @@ class Context(StreamTokens):
         params.pooling_type = L.LLAMA_POOLING_TYPE_NONE
         # llama.cpp's default is 4 threads whatever the machine: on 2 cores that is 17%
         # slower than 2 (8 streams, measured), so the default is one thread per core.
-        params.n_threads = params.n_threads_batch = threads or cores()
+        params.n_threads = params.n_threads_batch = check_threads(threads) or cores()
         self.ptr = L.llama_init_from_model(model.ptr, params)
         if not self.ptr:
             need = streams * window * model.kv_bytes_per_token

@@ -8,7 +8,7 @@ into the user's cache).
 A stream names its model by the SHA-256 of the file's bytes, so a renamed copy
 still decodes and a different file with the same name is refused.  Hashing
 ~100 MB costs about 0.3 s, so fingerprints are cached in memory and on disk,
-keyed by the file's path, size and modification time.
+keyed by what changes whenever the file's bytes do (``fingerprint``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import json
 import os
 import pathlib
 import threading
+import time
 
 from ..errors import ModelNotFoundError
 
@@ -29,7 +30,7 @@ DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ENV_VAR = "NACRITH_MODEL"
 
 _lock = threading.Lock()
-_memory_cache: dict[tuple, str] = {}
+_memory_cache: dict[str, list] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,34 +137,56 @@ def _cache_file() -> pathlib.Path:
     return _cache_dir() / "fingerprints.json"
 
 
+#: File timestamps are coarse (a clock tick): a fingerprint taken this soon after the file
+#: last changed is not trusted later, as the file may have changed again within the same
+#: timestamps (git's "racy" index entries); it is hashed again until the file is older.
+RACY_NS = 2_000_000_000
+
+
 def fingerprint(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of the model file's content, cached by (path, size, mtime)."""
+    """Hex SHA-256 of the model file's content, cached by the file's path, size, mtime,
+    ctime, device and inode: a file replaced or rewritten in place changes its ctime (which
+    no user can set back, unlike the mtime) or its inode, and is hashed again."""
     path = pathlib.Path(path).resolve()
     st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
+    key = "|".join(map(str, (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_dev,
+                             st.st_ino)))
     with _lock:
-        if key in _memory_cache:
-            return _memory_cache[key]
-        disk_key = "|".join(map(str, key))
-        cache_file = _cache_file()
-        try:
-            disk = json.loads(cache_file.read_text())
-        except (OSError, ValueError):
-            disk = {}
-        sha = disk.get(disk_key)
-        if not (isinstance(sha, str) and len(sha) == 64):
+        entry = _memory_cache.get(key) or _read_cache().get(key)
+        if not _trusted(entry, max(st.st_mtime_ns, st.st_ctime_ns)):
             h = hashlib.sha256()
             with open(path, "rb") as f:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
                     h.update(chunk)
-            sha = h.hexdigest()
-            disk[disk_key] = sha
-            try:
-                cache_file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(disk))
-                os.replace(tmp, cache_file)
-            except OSError:
-                pass  # a read-only home only costs the re-hash next time
-        _memory_cache[key] = sha
-        return sha
+            entry = [h.hexdigest(), time.time_ns()]
+            _write_cache(key, entry)
+        _memory_cache[key] = entry
+        return entry[0]
+
+
+def _trusted(entry, changed_ns: int) -> bool:
+    """Whether a cached [sha256, hashed at] was taken well after the file last changed."""
+    return (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
+            and len(entry[0]) == 64 and isinstance(entry[1], int)
+            and entry[1] - changed_ns > RACY_NS)
+
+
+def _read_cache() -> dict:
+    try:
+        disk = json.loads(_cache_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return disk if isinstance(disk, dict) else {}
+
+
+def _write_cache(key: str, entry: list):
+    disk = _read_cache()
+    disk[key] = entry
+    cache_file = _cache_file()
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(disk))
+        os.replace(tmp, cache_file)
+    except OSError:
+        pass  # a read-only home only costs the re-hash next time

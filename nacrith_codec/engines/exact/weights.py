@@ -10,18 +10,21 @@ derives the same integers from the same file.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import pathlib
 import shutil
+import warnings
 
 import numpy as np
 
-from ...errors import ModelNotFoundError
+from ...errors import CacheWarning, ModelNotFoundError
 from ..model_file import fingerprint
 
-#: The cache's layout: a new value whenever the integers derived from a file change.
-LAYOUT = "exact-1"
+#: The cache's layout: a new value whenever the integers derived from a file, or the way they
+#: are stored, change (exact-2: a SHA-256 digest of every array in meta.json).
+LAYOUT = "exact-2"
 
 WEIGHT_LEVELS = 127  # weights are integers in [-127, 127] times a scale per output row
 _BLOCK = 32  # values per quantization block of Q4_1 and Q8_0
@@ -186,30 +189,54 @@ def _cache_root() -> pathlib.Path:
 def load(path) -> tuple[dict, dict]:
     """The engine's arrays for a model file and its metadata, memory-mapped from the cache
     (made on first use: about 5 s; processes then share the pages).  The cache is keyed by
-    the file's SHA-256 and LAYOUT; a damaged cache changes logits, which the blocks'
-    checksums catch, and can be deleted at any time."""
+    the file's SHA-256 and LAYOUT, and every array is checked against the SHA-256 digest
+    written with it before this process uses it (0.5 s for the default model's 650 MB,
+    which the first step reads anyway): a damaged cache would change the logits, and so
+    write streams that decode nowhere else.  One that does not match is rebuilt from the
+    model file, with a CacheWarning; the cache can be deleted at any time."""
     folder = _cache_root() / f"{fingerprint(path)[:32]}-{LAYOUT}"
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-        return {name: np.load(folder / f"{name}.npy", mmap_mode="r")
-                for name in meta["arrays"]}, meta
-    except (OSError, ValueError, KeyError):
-        pass
+    problem = None
+    if os.path.lexists(folder):
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+            arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r")
+                      for name in meta["arrays"]}
+            damaged = [name for name in meta["arrays"]
+                       if _digest(arrays[name]) != meta["digests"][name]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            problem = f"could not be read ({type(exc).__name__}: {exc})"
+        else:
+            if not damaged:
+                return arrays, meta
+            problem = (f"was damaged ({', '.join(damaged[:3])}{' ...' * (len(damaged) > 3)} "
+                       "did not match the digests written with it)")
+        warnings.warn(CacheWarning(f"the exact engine's cache {folder} {problem}: rebuilt "
+                                   f"from {path}"), stacklevel=2)
     source = GGUFWeights(path)
     arrays = _arrays(source)
-    meta = {"shape": dataclasses.asdict(source.shape), "bos": source.bos, "arrays": sorted(arrays)}
+    meta = {"shape": dataclasses.asdict(source.shape), "bos": source.bos, "arrays": sorted(arrays),
+            "digests": {name: _digest(array) for name, array in arrays.items()}}
     tmp = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
+    aside = folder.with_name(f"{folder.name}.{os.getpid()}.damaged")
     try:
         tmp.mkdir(parents=True, exist_ok=True)
         for name, array in arrays.items():
             np.save(tmp / f"{name}.npy", array)
         (tmp / "meta.json").write_text(json.dumps(meta))
+        if problem is not None:  # a folder cannot replace a full one: move the old aside
+            os.replace(folder, aside)  # (processes that mapped its files keep them)
         os.replace(tmp, folder)
     except OSError:
         pass  # a read-only or full disk: recompute next time; another process may have won
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(aside, ignore_errors=True)
     return arrays, meta
+
+
+def _digest(array: np.ndarray) -> str:
+    """SHA-256 of an array's bytes (C order)."""
+    return hashlib.sha256(memoryview(np.ascontiguousarray(array)).cast("B")).hexdigest()
 
 
 #: SmolLM2-135M's architecture, the bundled model's (REFERENCE: 30 blocks, 576, 1,536, 9/3 heads)
