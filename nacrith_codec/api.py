@@ -54,6 +54,7 @@ class _Coding:
     (by this process, or by each worker process with ``workers`` > 1)."""
 
     _memlimit = 0  # bytes a decoder of the stream may need (0: any); see pipeline/memory.py
+    _encodes = False  # an encoder knows every token: the exact engine prefills its blocks
 
     def __init__(self, model, threads, progress, workers, n_gpu_layers, device):
         if workers < 1:
@@ -91,7 +92,8 @@ class _Coding:
             # one model, one forward pass per step for every block (skip streams' rows
             # depend on slots after their own: they never share a step, context.py)
             self._runner = Threads(self._engine(config), config, self._workers, self._threads,
-                                   self._progress, self._memlimit)
+                                   self._progress, self._memlimit,
+                                   share_passes=not self._encodes)
         elif self._workers > 1:
             self._runner = Pool(self._model_path, config, self._workers, self._threads,
                                 self._progress, self._gpu, self._memlimit, self._device)
@@ -127,6 +129,8 @@ class NacrithCompressor(_Coding):
     and ``workers`` > 1 start as many decoding processes), and ``flush()`` raises
     VerifyError unless it reproduced every input byte.
     """
+
+    _encodes = True
 
     def __init__(self, model=None, *, config: CodecConfig | None = None, threads=None,
                  progress=None, content_size: int | None = None, workers: int = 1,

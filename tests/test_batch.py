@@ -35,7 +35,9 @@ def blocks(alice):
 
 def test_blocks_sharing_forward_passes_write_the_bytes_of_one_at_a_time(blocks):
     data, alone = blocks
-    c = nc.NacrithCompressor(workers=3, content_size=len(data), **BLOCKS)  # three at once
+    # three at once: the encoder's blocks each prefill in a context of their own, the
+    # decoder's share each step's forward pass (lanes)
+    c = nc.NacrithCompressor(workers=3, content_size=len(data), **BLOCKS)
     together = c.compress(data) + c.flush()
     assert together == alone
     assert nc.decompress(together, workers=3) == data

@@ -53,8 +53,10 @@ def _tokens(engine, english, n=40):
 
 
 def test_float_products_equal_an_integer_evaluation_bit_for_bit(exact, english, monkeypatch):
-    """The first steps of real text: BLAS float32 products against int64 ones (no BLAS)."""
-    feeds = [[(0, t)] for t in _tokens(exact, english, 6)]
+    """The first steps of real text: BLAS float32 products against int64 ones (no BLAS),
+    one token at a time and in chunks of 4 (a stream's rows against its slots in place)."""
+    tokens = _tokens(exact, english, 6)
+    feeds = [[(0, t)] for t in tokens]
     fast = _logits(exact, feeds)
     largest = []
 
@@ -68,9 +70,11 @@ def test_float_products_equal_an_integer_evaluation_bit_for_bit(exact, english, 
     monkeypatch.setattr(network, "product", integer_product)
     monkeypatch.setattr(context, "product", integer_product)
     slow = _logits(exact, feeds)
+    chunked, _ = _chunked(exact, [tokens], [4])
     assert max(largest) < 1 << 24  # every sum exact in float32, as the bounds promise
-    for a, b in zip(fast, slow):
+    for a, b, c in zip(fast, slow, chunked[0]):
         assert a[0].view(np.uint32).tolist() == b[0].view(np.uint32).tolist()
+        assert a[0].view(np.uint32).tolist() == c.view(np.uint32).tolist()
 
 
 def test_a_streams_logits_do_not_depend_on_what_shares_its_steps(exact, english, alice):
@@ -84,6 +88,61 @@ def test_a_streams_logits_do_not_depend_on_what_shares_its_steps(exact, english,
     shared = _logits(exact, together, streams=3)[6:]
     for a, b in zip(alone, shared):
         assert a[0].view(np.uint32).tolist() == b[1].view(np.uint32).tolist()
+
+
+def _chunked(engine, streams_tokens, sizes, seed=0):
+    """Logits and hidden states of each stream's tokens fed in chunks (an encoder's
+    prefill): each pass feeds every stream a chunk of a size drawn from ``sizes`` (within
+    its room before a slide, so a chunk may also be the whole rest of the window), all
+    streams in the same pass, each its own size; stream i starts i * 5 tokens late."""
+    rng = np.random.default_rng(seed)
+    n = len(streams_tokens)
+    ctx = context.Context(engine.model.network, n, pending=64, own_slots=True, **WINDOW)
+    done = [0] * n
+    out = [[] for _ in range(n)]
+    hidden = [[] for _ in range(n)]
+    passes = 0
+    while any(d < len(t) for d, t in zip(done, streams_tokens)):
+        rows = []
+        for i, tokens in enumerate(streams_tokens):
+            if done[i] >= len(tokens) or passes < 2 * i:
+                continue
+            k = min(int(rng.choice(sizes)), ctx.room(i), len(tokens) - done[i])
+            ctx.waiting[i, :k] = tokens[done[i]:done[i] + k]
+            ctx.pending[i] = k
+            rows.append((i, k))
+        logits = ctx.step([i for i, _ in rows], every=True)
+        at = 0
+        for i, k in rows:
+            out[i] += [logits[at + j].copy() for j in range(k)]
+            hidden[i] += [ctx.hidden[at + j].copy() for j in range(k)]
+            done[i] += k
+            at += k
+        passes += 1
+    return out, hidden
+
+
+def test_logits_of_chunks_of_any_size_are_the_one_token_steps_bit_for_bit(exact, english,
+                                                                          alice):
+    """An encoder computes a chunk of each stream in one pass (pipeline/schedule.py's
+    run_prefilled); the decoder steps one token at a time.  Chunks of 1, 7, 64 tokens or the
+    whole room before a slide, beside other streams at other slots fed chunks of other
+    sizes in the same passes (as other blocks are), across slides of the window: the
+    logits and hidden states are those of one-token steps, bit for bit."""
+    mine = _tokens(exact, english, 44)
+    others = [_tokens(exact, alice[:2000], 50), _tokens(exact, alice[5000:7000], 30)]
+    ctx = context.Context(exact.model.network, 1, **WINDOW)
+    alone, alone_hidden = [], []
+    for t in mine:
+        ctx.waiting[0, 0], ctx.pending[0] = t, 1
+        alone.append(ctx.step([0])[0].copy())
+        alone_hidden.append(ctx.hidden[0].copy())
+    for sizes, seed in (([1, 7, 64], 1), ([64], 2), ([7], 3)):
+        got, hidden = _chunked(exact, [mine] + others, sizes, seed)
+        assert len(got[0]) == len(mine)
+        for a, b, ha, hb in zip(alone, got[0], alone_hidden, hidden[0]):
+            assert a.view(np.uint32).tolist() == b.view(np.uint32).tolist()
+            assert ha.view(np.uint64).tolist() == hb.view(np.uint64).tolist()
 
 
 def test_tables_are_checked_and_close_to_the_functions_they_replace(monkeypatch):

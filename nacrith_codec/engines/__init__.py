@@ -57,7 +57,8 @@ class Engine:
             self._new_context = self.model.context
         else:
             self.model = llamacpp.Model(path, n_gpu_layers)
-            self._new_context = lambda *key: llamacpp.Context(self.model, *key)
+            # (its rows are not independent: the own-slots rule, the key's last, is the exact's)
+            self._new_context = lambda *key: llamacpp.Context(self.model, *key[:-1])
         self.tokenizer = Tokenizer(self.model)
         self._idle: list = []  # (key, context) not in use, the most recently returned last
         self._pool_lock = threading.Lock()
@@ -78,8 +79,11 @@ class Engine:
 
     @contextlib.contextmanager
     def context(self, config, threads: int | None = None, pending: int = 1):
+        """A context for ``config``'s streams with room for ``pending`` tokens each per step
+        (the skip's held-back tokens, or an encoder's chunk of known ones)."""
         key = (config.streams, config.window, config.slide, config.sink, threads, pending,
-               bool(config.cache_size))  # the neural cache reads the hidden states
+               bool(config.cache_size),  # the neural cache reads the hidden states
+               not config.skips)  # the exact engine's own-slots rule (exact/context.py)
         with self._pool_lock:
             found = [i for i, (k, _) in enumerate(self._idle) if k == key]
             ctx = self._idle.pop(found[-1])[1] if found else None

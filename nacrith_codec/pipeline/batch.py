@@ -139,15 +139,17 @@ class Threads:
     pass per step (the exact engine); results in order, at most ``2 * workers`` in flight.
     The bytes are those of one block at a time.  ``memlimit`` bounds the whole process:
     fewer threads are used where ``workers`` blocks at once would need more (xz -T's
-    rule), and MemoryLimitError is raised where even one would."""
+    rule), and MemoryLimitError is raised where even one would.  ``share_passes`` False
+    (an encoder): each block in a context of its own, where it computes chunks of its
+    known tokens per pass (schedule.run_prefilled), more rows a pass than lanes give."""
 
     def __init__(self, engine, config, workers: int, threads=None, progress=None,
-                 memlimit: int = 0):
+                 memlimit: int = 0, share_passes: bool = True):
         if memlimit:  # as xz -T does: fewer blocks at once where all would not fit
             workers = max(1, min(workers, memlimit // engine.check_memory(config, 0)))
         engine.check_memory(config, memlimit, blocks=workers)  # before anything is allocated
         self.workers, self.config, self.limit = workers, config, 2 * workers
-        self.shared = SharedContext(engine, config, threads, workers)
+        self.shared = SharedContext(engine, config, threads, workers) if share_passes else None
         self._local = threading.local()
         self._engine, self._threads = engine, threads
         self._progress_lock = threading.Lock()
@@ -190,8 +192,9 @@ class Threads:
             yield result
 
     def close(self):
-        if any(not future.done() for future in self._futures):
+        if self.shared is not None and any(not future.done() for future in self._futures):
             self.shared.cancel()  # an error or an interrupt: nobody reads those blocks
         self._futures.clear()
         self._executor.shutdown(wait=True, cancel_futures=True)
-        self.shared.close()
+        if self.shared is not None:
+            self.shared.close()

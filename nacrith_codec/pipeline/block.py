@@ -23,7 +23,7 @@ from ..errors import CorruptError
 from ..predictions import Predictor
 from ..segments import classical
 from ..segments.classical import MODEL, RAW
-from . import schedule
+from . import memory, schedule
 from .stats import new_stats
 
 _CHECK_EVERY = 64  # steps between the encoder's checks that the model still pays
@@ -45,8 +45,21 @@ class BlockCoder:
         self.progress = progress
         self.stats = new_stats()
 
-    def _run(self, counts, grid, coder, give_up=None):
-        """The schedule over ``grid``; ``give_up(bytes_done)`` may stop an encoder early."""
+    def prefill_chunk(self) -> int:
+        """Tokens of each stream an encoder computes per forward pass: more than one where
+        the engine computes a row as one token at a time would, whatever shares its pass
+        (the exact engine, without the skip's held-back tokens) and the block has a
+        context of its own; the memory limit bounds it (memory.prefill_chunk)."""
+        c, model = self.config, self.engine.model
+        if c.engine != "exact" or c.skips or self.shared is not None:
+            return 1
+        return memory.prefill_chunk(c, model.n_vocab, model.kv_bytes_per_token,
+                                    memory.resolve(), model.score_bytes, model.n_embd)
+
+    def _run(self, counts, grid, coder, give_up=None, known=False):
+        """The schedule over ``grid``; ``give_up(bytes_done)`` may stop an encoder early;
+        ``known``: ``grid`` holds the symbols to code (an encoder), so the engine may
+        compute several steps of each stream in one pass."""
         start = time.perf_counter()
         times: dict = {}
 
@@ -63,11 +76,19 @@ class BlockCoder:
             return symbols
 
         pending = self.config.max_pending
-        with (self.shared.lane() if self.shared is not None
-              else self.engine.context(self.config, self.threads, pending)) as ctx:
-            if not schedule.run(ctx, counts, self.tokenizer.llm_input, self.engine.model.bos,
-                                code, self.predictor, pending, times):
-                return False
+        chunk = self.prefill_chunk() if known else 1
+        bos, llm_input = self.engine.model.bos, self.tokenizer.llm_input
+        if chunk > 1:
+            with self.engine.context(self.config, self.threads, chunk) as ctx:
+                if not schedule.run_prefilled(ctx, counts, grid.copy(), llm_input, bos, code,
+                                              self.predictor, chunk, times):
+                    return False
+        else:
+            with (self.shared.lane() if self.shared is not None
+                  else self.engine.context(self.config, self.threads, pending)) as ctx:
+                if not schedule.run(ctx, counts, llm_input, bos, code, self.predictor,
+                                    pending, times):
+                    return False
         self.stats["tokens"] += int(sum(counts))
         self.stats["seconds"] += time.perf_counter() - start
         for key, value in times.items():  # model_steps: rows the model evaluated
@@ -149,7 +170,7 @@ class BlockCoder:
         def give_up(done):  # spent, or on course to spend, more than the budget
             bits = coder.bits()
             return bits >= budget or (4 * done >= len(text) and bits * len(text) >= budget * done)
-        if budget <= 0 or not self._run(counts, grid, coder, give_up):
+        if budget <= 0 or not self._run(counts, grid, coder, give_up, known=True):
             return None
         payload = coder.finish()
         if 8 * len(payload) >= budget or len(symbols) > container.max_tokens(len(payload)):

@@ -85,6 +85,26 @@ def needed(config, n_vocab: int, kv_bytes_per_token: int, score_bytes: int = 0,
     return engine + vocab + tables + block
 
 
+#: Tokens of each stream an encoder's forward pass computes at once with the exact engine
+#: (pipeline/schedule.run_prefilled): 8 streams x 64 rows per product run the model's
+#: GEMMs near their best rate here, and a 1,024-token window's slide of 256 holds 4 passes.
+MAX_CHUNK = 64
+_PREFILL_ROW = 64 << 10  # a pass's activations per row, beside its logits (measured 40 KiB)
+
+
+def prefill_chunk(config, n_vocab: int, kv_bytes_per_token: int, limit: int,
+                  score_bytes: int = 0, n_embd: int = MAX_DIM) -> int:
+    """Tokens per stream in each of an encoder's forward passes: MAX_CHUNK, or fewer where
+    the pass's logits and activations (streams x chunk rows) would take the process over
+    ``limit`` (0: none) beside what coding the block needs anyway (at least 1: a pass of
+    one token per stream is what a decoder does)."""
+    if not limit:
+        return MAX_CHUNK
+    spare = limit - needed(config, n_vocab, kv_bytes_per_token, score_bytes, n_embd)
+    per_row = 4 * n_vocab + _PREFILL_ROW + config.window * score_bytes // config.streams
+    return max(1, min(MAX_CHUNK, spare // (config.streams * per_row)))
+
+
 def _mib(nbytes: int) -> str:
     return f"{nbytes / (1 << 20):,.0f} MiB" if nbytes >= 1 << 20 else f"{nbytes:,} bytes"
 

@@ -84,3 +84,58 @@ def run(ctx, counts, llm_input: np.ndarray, bos: int, code, predictor=None,
                                "model_steps"), spent):
             times[key] = times.get(key, 0) + value
     return True
+
+
+def run_prefilled(ctx, counts, grid: np.ndarray, llm_input: np.ndarray, bos: int, code,
+                  predictor, chunk: int, times: dict | None = None) -> bool:
+    """``run``'s schedule for an encoder, whose symbols (``grid``) are all known: each
+    forward pass feeds every live stream up to ``chunk`` of its next inputs at once (a
+    prefill), then the predictor and ``code`` take the pass's logits step by step, in
+    ``run``'s order.  The context must compute a row as one token at a time would
+    (the exact engine: a row depends only on its own stream's slots up to its own, and
+    ``ctx.room`` keeps a pass from crossing a slide), so the bits are ``run``'s: the
+    decoder steps through ``run`` and gets the same probabilities."""
+    lengths = np.asarray(counts)
+    steps = int(lengths[0]) if len(counts) else 0
+    clock, spent = time.perf_counter, [0.0, 0.0, 0.0, 0]
+    inputs = np.empty_like(grid)  # the model's input at step t: the symbol before it
+    inputs[:, 0] = bos
+    inputs[:, 1:] = llm_input[grid[:, :-1]]
+    ctx.reset()
+    if predictor is not None:
+        predictor.start(counts)
+    t = 0
+    while t < steps:
+        t0 = clock()
+        live = int(np.count_nonzero(lengths > t))
+        k = min(chunk, ctx.room(0), steps - t)  # a block's streams slide together
+        fed = np.minimum(lengths[:live] - t, k)  # the last pass: shorter streams end first
+        for i in range(live):
+            ctx.waiting[i, :fed[i]] = inputs[i, t:t + fed[i]]
+            ctx.pending[i] = fed[i]
+        logits, hidden = ctx.step(np.arange(live), every=True), ctx.hidden
+        first = np.r_[0, np.cumsum(fed)[:-1]]  # each stream's first row in the pass
+        spent[0] += clock() - t0
+        spent[3] += int(fed.sum())
+        for j in range(k):
+            t1 = clock()
+            now = int(np.count_nonzero(lengths > t + j))
+            rows = first[:now] + j
+            skip = np.zeros(now, dtype=bool)
+            probs = (predictor.mix(logits[rows], skip, hidden[rows] if hidden is not None
+                                   else None) if predictor is not None else logits[rows])
+            t2 = clock()
+            symbols = code(t + j, now, probs)
+            t3 = clock()
+            if symbols is None:
+                return False
+            if predictor is not None:
+                predictor.update(symbols, skip)
+            spent[1] += t2 - t1 + clock() - t3
+            spent[2] += t3 - t2
+        t += k
+    if times is not None:
+        for key, value in zip(("model_seconds", "predict_seconds", "code_seconds",
+                               "model_steps"), spent):
+            times[key] = times.get(key, 0) + value
+    return True

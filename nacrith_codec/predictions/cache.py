@@ -28,13 +28,12 @@ over entries that are sums of integers.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import threading
 
 import numpy as np
 
 from . import arith
+from ..numerics.blas import one_blas_thread
 
 LAMBDAS = np.arange(17) / 20.0  # 0 .. 0.8: the cache weights the mixture averages over
 PRIOR = 0.5 ** np.arange(len(LAMBDAS)) / (2.0 - 0.5 ** (len(LAMBDAS) - 1))  # mean 0.05
@@ -45,34 +44,6 @@ MAX_DIM = 1024  # 127 * 1024 < 2**24: the projection's sums exact in float32
 PROJECTED = 128  # values of an entry (127 * 127 * 128 < 2**24: exact cosines' products)
 
 
-@functools.lru_cache(maxsize=1)
-def _controller():
-    from threadpoolctl import ThreadpoolController
-    return ThreadpoolController()
-
-
-_blas_lock = threading.Lock()
-_blas_users = [0, None]  # products running on one BLAS thread, and the limit they hold
-
-
-@contextlib.contextmanager
-def _one_blas_thread():
-    """numpy's BLAS on one thread for the cache's products: OpenBLAS's threads spin for
-    a while after a multi-threaded call and starve llama.cpp's, whose next step then took
-    2.4 times as long (8 streams, 2 cores, measured).  The limit is the process's, so
-    threads coding blocks at once (pipeline/batch.py) share one: the first in sets it,
-    the last out restores it.  Speed only: the products are exact."""
-    with _blas_lock:
-        if not _blas_users[0]:
-            _blas_users[1] = _controller().limit(limits=1, user_api="blas")
-        _blas_users[0] += 1
-    try:
-        yield
-    finally:
-        with _blas_lock:
-            _blas_users[0] -= 1
-            if not _blas_users[0]:
-                _blas_users[1].restore_original_limits()
 
 
 @functools.lru_cache(maxsize=None)
@@ -97,7 +68,7 @@ def quantized(hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(the entries of the rows of ``hidden``: integer-valued float32 vectors of PROJECTED
     values, and their lengths)."""
     q = _levels(hidden).astype(np.float32)
-    with _one_blas_thread():
+    with one_blas_thread():
         p = _levels(q @ projection(hidden.shape[1]))  # integers below 2**24: exact
     return p.astype(np.float32), np.sqrt(np.einsum("rd,rd->r", p, p))  # sums of integers
 
@@ -126,7 +97,7 @@ class NeuralCache:
         if n == 0:
             self._bucket = np.zeros(rows, dtype=np.int64)
             return np.zeros(rows), np.zeros((rows, self.n_vocab)), np.zeros(rows)
-        with _one_blas_thread():
+        with one_blas_thread():
             dots = (q @ self.keys[:n].T).astype(np.float64)  # integers below 2**24
         scale = length[:, None] * self.lengths[None, :n]
         cos = dots / np.where(scale > 0, scale, 1.0)

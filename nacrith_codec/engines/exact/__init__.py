@@ -46,7 +46,8 @@ class ExactModel:
         return self._vocab.tokenize(text)
 
     def context(self, streams, window, slide, sink, threads=None, pending=1,
-                hidden=False) -> Context:
+                hidden=False, own_slots=True) -> Context:
         """A context of B streams (its final hidden states are kept whatever ``hidden``:
-        they cost nothing here)."""
-        return Context(self.network, streams, window, slide, sink, threads, pending)
+        they cost nothing here); ``own_slots``: False for the skip's streams of format
+        versions 6 and 7 (context.py)."""
+        return Context(self.network, streams, window, slide, sink, threads, pending, own_slots)
