@@ -135,7 +135,8 @@ def add_codec_arguments(p: argparse.ArgumentParser):
                    help="what computes the model's logits: llama.cpp (default: fast, any GGUF "
                         "model, but its streams decode only with the same llama.cpp build and "
                         "CPU features) or exact (the bundled model's logits in integer "
-                        "arithmetic: streams that decode on any machine, 2.5x slower)")
+                        "arithmetic: streams that decode on any machine; compresses as fast, "
+                        "decompresses 2.5x slower)")
     g.add_argument("--float-bits", type=int, choices=(32, 64),
                    help="precision of the predictors' arithmetic (default 32)")
     g.add_argument("--model-alone", action="store_true",

@@ -30,8 +30,8 @@ MAX_TABLE_BITS = 22  # 2**22 N-gram buckets: 144 MiB per block coder at most
 MAX_CACHE = 1 << 16  # neural cache entries: 151 MiB per block coder at most (640 values each)
 #: The engines that compute the model's logits.  "exact" (format version 6) computes them
 #: in integer arithmetic that every machine shares (nacrith_codec/exact), so its streams
-#: decode anywhere; "llama.cpp" (the default while it is 2.5 times faster on a CPU: README,
-#: "Engines") runs any GGUF model, but its last bits depend on the build and the CPU.
+#: decode anywhere; "llama.cpp" (the default while it decodes 2.5 times faster on a CPU:
+#: README, "Engines") runs any GGUF model, but its last bits depend on the build and the CPU.
 ENGINES = ("llama.cpp", "exact")
 
 
