@@ -107,14 +107,11 @@ class Context(StreamTokens):
             self.position[stream] += k
             self.pending[stream] = 0
         tokens, seq, slot, pos = (np.array(a) for a in (tokens, seq, slot, pos))
-        if not every:
-            with self.device.scope():
-                logits, self.hidden = self._forward(tokens, seq, slot, pos, np.array(last))
-            return logits
-        parts = self._parts(rows)
+        parts = self._parts(rows) if every else [(0, len(rows))]
         if len(parts) == 1:
             with self.device.scope():
-                logits, self.hidden = self._forward(tokens, seq, slot, pos, np.arange(len(seq)))
+                logits, self.hidden = self._forward(
+                    tokens, seq, slot, pos, np.arange(len(seq)) if every else np.array(last))
             return logits
         # a prefill's streams in threads of their own, each on one BLAS thread: numpy's
         # elementwise work, most of a pass, runs on one core per thread (rows are
