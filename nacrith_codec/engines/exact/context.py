@@ -24,7 +24,7 @@ from ..interface import StreamTokens
 from ..llamacpp import cores
 from ...numerics.blas import one_blas_thread
 from ...numerics import tables
-from .network import CACHE_LEVELS, Network, halves, joined, product, quantize, rope
+from .network import CACHE_LEVELS, Network, activation, halves, joined, product, quantize, rope
 
 _MASKED = -1e300
 VALUE_CHUNK = (1 << 24) // (255 * 127)  # slots per exact float32 value product (518)
@@ -139,17 +139,25 @@ class Context(StreamTokens):
     def _forward(self, tokens, seq, slot, pos, last) -> tuple[np.ndarray, np.ndarray]:
         """(logits, final hidden states) of rows ``last`` after feeding ``tokens``."""
         net, s, device = self.network, self.network.shape, self.device
-        c, sn = (device.put(a) for a in tables.rotation(pos, s.rope_base, s.head_dim))
-        at = _Rows(seq, slot, device)
+        gemma = s.arch == "gemma3"
+        turns = {base: tuple(device.put(a) for a in tables.rotation(pos, base, s.head_dim))
+                 for base in {s.rope_base_of(i) for i in range(s.layers)}}
+        at = _Rows(seq, slot, pos, device)
         x = net.embedding[device.put(tokens)]
+        if gemma:
+            x = x.astype(np.float64) * net.embed_scale
         n, hd = len(tokens), s.head_dim
         nq, nkv = s.heads * hd, s.kv_heads * hd
         for i, layer in enumerate(net.layers):
+            c, sn = turns[s.rope_base_of(i)]
             xq, xs = net.norm(x, layer["attn_norm"])
             qkv = layer["qkv"](xq, xs)
-            q = rope(qkv[:, :nq].reshape(n, s.heads, hd), c, sn)
-            k = rope(qkv[:, nq:nq + nkv].reshape(n, s.kv_heads, hd), c, sn)
+            q = qkv[:, :nq].reshape(n, s.heads, hd)
+            k = qkv[:, nq:nq + nkv].reshape(n, s.kv_heads, hd)
             v = qkv[:, nq + nkv:].reshape(n, s.kv_heads, hd)
+            if gemma:
+                q, k = net.normed(q, layer["q_norm"]), net.normed(k, layer["k_norm"])
+            q, k = rope(q, c, sn, gemma), rope(k, c, sn, gemma)
             kq, ks = quantize(k, CACHE_LEVELS)
             vq, vs = quantize(v, CACHE_LEVELS)
             self.keys[i, at.seq, :, :, at.slot] = kq
@@ -158,13 +166,14 @@ class Context(StreamTokens):
             self.value_scale[i, at.seq, :, at.slot] = vs
             a = self._attend(i, q, at)
             aq, as_ = quantize(a.reshape(n, nq))
-            x = x + layer["o"](aq, as_)
+            y = layer["o"](aq, as_)
+            x = x + (net.normed(y, layer["post_attn_norm"]) if gemma else y)
             xq, xs = net.norm(x, layer["ffn_norm"])
             gu = layer["gate_up"](xq, xs)
-            g, u = gu[:, :s.ffn], gu[:, s.ffn:]
-            h = (g * tables.sigmoid(g)) * u
+            h = activation(s.arch, gu[:, :s.ffn]) * gu[:, s.ffn:]
             hq, hs = quantize(h)
-            x = x + layer["down"](hq, hs)
+            y = layer["down"](hq, hs)
+            x = x + (net.normed(y, layer["post_ffn_norm"]) if gemma else y)
         xq, xs = net.norm(x[device.put(last)], net.final_norm)  # logits only where used
         hidden = device.get(xq * xs[:, None])
         if len(last) <= OUTPUT_ROWS:
@@ -184,6 +193,7 @@ class Context(StreamTokens):
         s, xp = self.network.shape, self.device.xp
         seq, slot = at.host_seq, at.host_slot
         n, group = len(seq), s.heads // s.kv_heads
+        window = s.local_window if s.local(layer) else 0
         qq, qs = quantize(q.reshape(n, s.kv_heads, group, s.head_dim))
         qs = qs * (1.0 / np.sqrt(s.head_dim))  # a power of two for SmolLM2's heads of 64
         if at.runs is None or not self.own_slots:  # (the skip's rule needs the step's span)
@@ -197,7 +207,8 @@ class Context(StreamTokens):
             values = self.values[layer, rows, :, :span]
             raw = joined(product(halves(qq, 2), keys), 2)  # (n, kv, group, span), exact
             weights = self._weights(raw, qs, self.key_scale[layer, rows, :, :span],
-                                    self.value_scale[layer, rows, :, :span], at.slot, slot, span)
+                                    self.value_scale[layer, rows, :, :span], at, slice(None),
+                                    span, window)
             return self._mixed(weights, lambda c, lo, hi: product(c, values[:, :, lo:hi]),
                                span, group)
         out = xp.empty((n, s.heads, s.head_dim))
@@ -210,7 +221,7 @@ class Context(StreamTokens):
             raw = joined(r.reshape(s.kv_heads, m, 2 * group, span).transpose(1, 0, 2, 3), 2)
             weights = self._weights(raw, qs[lo:hi], self.key_scale[layer, stream, None, :, :span],
                                     self.value_scale[layer, stream, None, :, :span],
-                                    at.slot[lo:hi], slot[lo:hi], span)
+                                    at, slice(lo, hi), span, window)
 
             def part(c, a, b, m=m, values=values):  # (m, kv, 2 group, slots) by (kv, slots, d)
                 flat = c.transpose(1, 0, 2, 3).reshape(s.kv_heads, -1, b - a)
@@ -219,13 +230,22 @@ class Context(StreamTokens):
             out[lo:hi] = self._mixed(weights, part, span, group)
         return out
 
-    def _weights(self, raw, qs, kscale, vscale, row_slot, host_slot, span):
-        """Rows' scores -> (integer value weights in two 8-bit halves, the value scale each
-        is relative to, the weights' total): elementwise, and integer sums."""
+    def _weights(self, raw, qs, kscale, vscale, at: "_Rows", rows: slice, span: int,
+                 window: int):
+        """Scores of ``at``'s rows ``rows`` -> (integer value weights in two 8-bit halves,
+        the value scale each is relative to, the weights' total): elementwise, and integer
+        sums.  A row sees the slots up to its own, and with a local ``window`` only those
+        of its last ``window`` positions (the sink's slots hold positions 0 .. sink - 1)."""
         xp = self.device.xp
         scores = raw * (qs[..., None] * kscale[:, :, None, :])
-        if host_slot.min() < span - 1:  # a row that must not see the slots after its own
-            valid = xp.arange(span)[None, :] <= row_slot[:, None]
+        row_slot = at.slot[rows]
+        local = window and int(at.host_pos[rows].max()) >= window
+        if at.host_slot[rows].min() < span - 1 or local:  # a row must not see some slots
+            slots = xp.arange(span)[None, :]
+            valid = slots <= row_slot[:, None]
+            if local:
+                first = xp.where(slots < self.sink, at.pos[rows][:, None], row_slot[:, None])
+                valid &= slots > first - window
             scores = xp.where(valid[:, None, None, :], scores, _MASKED)
             if self.own_slots:  # no scale of a slot after its own sets the rounding
                 vscale = xp.where(valid[:, None, :], vscale, 0.0)
@@ -253,13 +273,13 @@ class Context(StreamTokens):
 
 
 class _Rows:
-    """A step's rows: stream and cache slot of each, on the host (for the step's shape)
-    and on the device (for indexing its arrays); ``runs``, where a stream has more than
-    one row, the (stream, first row, end) of each stream's rows (they are contiguous)."""
+    """A step's rows: stream, cache slot and position of each, on the host (for the step's
+    shape) and on the device (for indexing its arrays); ``runs``, where a stream has more
+    than one row, the (stream, first row, end) of each stream's rows (they are contiguous)."""
 
-    def __init__(self, seq: np.ndarray, slot: np.ndarray, device):
-        self.host_seq, self.host_slot = seq, slot
-        self.seq, self.slot = device.put(seq), device.put(slot)
+    def __init__(self, seq: np.ndarray, slot: np.ndarray, pos: np.ndarray, device):
+        self.host_seq, self.host_slot, self.host_pos = seq, slot, pos
+        self.seq, self.slot, self.pos = device.put(seq), device.put(slot), device.put(pos)
         self.runs = None
         if len(seq) > 1 and (seq[1:] == seq[:-1]).any():
             starts = np.flatnonzero(np.r_[True, seq[1:] != seq[:-1]])

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import weights
+from ...numerics import tables
 from ...numerics.arrays import module_of
 from .device import CPU, Device
 
@@ -85,6 +86,7 @@ class Network:
         self.bos, self.pieces = meta["bos"], weights.unpack_pieces(arrays)
         self.n_vocab = s.vocab
         self.device = device
+        self.embed_scale = float(np.sqrt(np.float64(s.embd)))  # Gemma's (correctly rounded)
         with device.scope():
             put = device.put
             self.embedding = put(arrays["embedding"])  # exact Q8_0 values, (vocab, embd) float32
@@ -93,8 +95,7 @@ class Network:
             for i in range(s.layers):
                 layer = {m: Linear(put(arrays[f"{i}.{m}.q"]), put(arrays[f"{i}.{m}.scale"]))
                          for m in _MATRICES}
-                layer.update(attn_norm=put(arrays[f"{i}.attn_norm"]),
-                             ffn_norm=put(arrays[f"{i}.ffn_norm"]))
+                layer.update({name: put(arrays[f"{i}.{name}"]) for name in weights.norms(s)})
                 self.layers.append(layer)
             self.final_norm = put(arrays["output_norm"])
         # the KV cache per token: 8-bit keys and values in float32, a float64 scale for each
@@ -104,23 +105,47 @@ class Network:
     def from_file(cls, path, device: Device = CPU) -> "Network":
         return cls(*weights.load(path), device)
 
-    def norm(self, x: np.ndarray, gain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """RMSNorm of float64 rows, then 8-bit quantization: (integers, scale per row)."""
+    def _inverse_rms(self, x: np.ndarray) -> np.ndarray:
+        """1 / RMS of float64 rows (the last axis), from integer sums of squares."""
         n, xp = x.shape[-1], module_of(x)
         x16, unit = quantize(x, NORM_LEVELS)
         sq = x16.astype(np.float64)
         sums = (sq * sq).sum(axis=-1)  # integers below 2**53: exact in any order
         mean = (sums * (unit * unit)) / n
-        inv = 1.0 / xp.sqrt(mean + self.shape.eps)
+        return 1.0 / xp.sqrt(mean + self.shape.eps)
+
+    def norm(self, x: np.ndarray, gain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """RMSNorm of float64 rows, then 14-bit quantization: (integers, scale per row)."""
+        inv = self._inverse_rms(x)
         q, scale = quantize(x * gain)
         return q, scale * inv
 
+    def normed(self, x: np.ndarray, gain: np.ndarray) -> np.ndarray:
+        """RMSNorm of float64 rows (the last axis) as float64: Gemma's norms of each head's
+        queries and keys and of each block's outputs."""
+        return (x * self._inverse_rms(x)[..., None]) * gain
 
-def rope(x: np.ndarray, c: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Rotate adjacent pairs of x (N, heads, dims) by the angles of each row."""
-    even, odd = x[..., 0::2], x[..., 1::2]
+
+def rope(x: np.ndarray, c: np.ndarray, s: np.ndarray, neox: bool = False) -> np.ndarray:
+    """Rotate pairs of x (N, heads, dims) by the angles of each row: adjacent pairs
+    (LLaMA's GGUF layout), or with ``neox`` dimension i with i + dims / 2 (Gemma's)."""
+    half = x.shape[-1] // 2
+    first, second = (x[..., :half], x[..., half:]) if neox else (x[..., 0::2], x[..., 1::2])
     c, s = c[:, None, :], s[:, None, :]
     out = module_of(x).empty_like(x)
-    out[..., 0::2] = even * c - odd * s
-    out[..., 1::2] = even * s + odd * c
+    a, b = (out[..., :half], out[..., half:]) if neox else (out[..., 0::2], out[..., 1::2])
+    a[...] = first * c - second * s
+    b[...] = first * s + second * c
     return out
+
+
+#: GELU's tanh form, 0.5 x (1 + tanh(u)) = x sigmoid(2 u), u = sqrt(2 / pi) (x + 0.044715 x**3)
+GELU_SCALE = 1.5957691216057308  # the float64 nearest 2 sqrt(2 / pi)
+GELU_CUBIC = 0.044715
+
+
+def activation(arch: str, g: np.ndarray) -> np.ndarray:
+    """The gate's nonlinearity: SiLU (LLaMA) or GELU (Gemma), with tables' sigmoid."""
+    if arch == "gemma3":
+        return g * tables.sigmoid(GELU_SCALE * (g + ((GELU_CUBIC * g) * g) * g))
+    return g * tables.sigmoid(g)

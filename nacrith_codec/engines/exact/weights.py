@@ -21,13 +21,13 @@ import numpy as np
 
 from ...errors import CacheWarning, ModelNotFoundError
 from ..model_file import fingerprint
+from . import quants
 
 #: The cache's layout: a new value whenever the integers derived from a file, or the way they
 #: are stored, change (exact-2: a SHA-256 digest of every array in meta.json).
 LAYOUT = "exact-2"
 
 WEIGHT_LEVELS = 127  # weights are integers in [-127, 127] times a scale per output row
-_BLOCK = 32  # values per quantization block of Q4_1 and Q8_0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,27 +42,29 @@ class Shape:
     rope_base: float
     eps: float
     context: int
+    #: "llama" (SmolLM2) or "gemma3": the embedding scaled by sqrt(embd), RMS norms of each
+    #: head's queries and keys and of each block's two outputs, GELU, NEOX rotation, and
+    #: layers that attend to their last ``local_window`` positions only, all but every
+    #: ``global_every``-th, rotating with ``local_rope_base``
+    arch: str = "llama"
+    local_window: int = 0
+    global_every: int = 0
+    local_rope_base: float = 0.0
+
+    def local(self, layer: int) -> bool:
+        """Whether ``layer`` attends to its last local_window positions only."""
+        return self.local_window > 0 and (layer + 1) % self.global_every != 0
+
+    def rope_base_of(self, layer: int) -> float:
+        return self.local_rope_base if self.local(layer) else self.rope_base
 
 
-def _f16(raw: np.ndarray) -> np.ndarray:
-    return raw.copy().view(np.float16).astype(np.float64)  # exact
-
-
-def _q4_1(data: np.ndarray, cols: int) -> np.ndarray:
-    rows = data.shape[0]
-    blocks = data.reshape(rows, cols // _BLOCK, 20)
-    d, m = _f16(blocks[..., 0:2]), _f16(blocks[..., 2:4])
-    nibbles = blocks[..., 4:]
-    q = np.concatenate([nibbles & 0x0F, nibbles >> 4], axis=-1).astype(np.float64)
-    return (d * q + m).reshape(rows, cols)
-
-
-def _q8_0(data: np.ndarray, cols: int) -> np.ndarray:
-    rows = data.shape[0]
-    blocks = data.reshape(rows, cols // _BLOCK, 34)
-    d = _f16(blocks[..., 0:2])
-    q = blocks[..., 2:].copy().view(np.int8).astype(np.float64)
-    return (d * q).reshape(rows, cols)
+#: What llama.cpp's Gemma 3 takes from its code, not the file: every sixth layer is global
+#: and the local layers rotate with base 10,000.
+GEMMA3_GLOBAL_EVERY, GEMMA3_LOCAL_ROPE_BASE = 6, 10000.0
+#: Texts of user-defined tokens that llama.cpp makes control tokens (end of generation),
+#: which decode to no bytes (Gemma 3's "</s>")
+_END_TEXTS = ("</s>", "<end_of_turn>", "<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<EOT>")
 
 
 def requantize(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -86,21 +88,28 @@ class GGUFWeights:
             raise ModelNotFoundError(f"cannot read the GGUF file {self.path}: {exc}") from exc
         self._fields, self._tensors = reader.fields, {t.name: t for t in reader.tensors}
         arch = self.field("general.architecture")
-        if arch != "llama":
-            raise ModelNotFoundError(f"the portable engine runs LLaMA-architecture models; "
-                                     f"{self.path} is {arch!r} (use engine='llama.cpp')")
-        a = "llama."
+        if arch not in ("llama", "gemma3"):
+            raise ModelNotFoundError(f"the portable engine runs LLaMA-architecture and Gemma 3 "
+                                     f"models; {self.path} is {arch!r} (use engine='llama.cpp')")
+        a = arch + "."
         embd, heads = self.field(a + "embedding_length"), self.field(a + "attention.head_count")
+        local = dict(arch=arch)
+        if arch == "gemma3":
+            local.update(local_window=self.field(a + "attention.sliding_window"),
+                         global_every=GEMMA3_GLOBAL_EVERY, local_rope_base=GEMMA3_LOCAL_ROPE_BASE)
+        key_length = self._fields.get(a + "attention.key_length")
         self.shape = Shape(
             layers=self.field(a + "block_count"), embd=embd, ffn=self.field(a + "feed_forward_length"),
-            heads=heads, kv_heads=self.field(a + "attention.head_count_kv"), head_dim=embd // heads,
+            heads=heads, kv_heads=self.field(a + "attention.head_count_kv"),
+            head_dim=int(key_length.contents()) if key_length is not None else embd // heads,
             vocab=len(self._fields["tokenizer.ggml.tokens"].data),
             rope_base=float(self.field(a + "rope.freq_base")),
             eps=float(self.field(a + "attention.layer_norm_rms_epsilon")),
-            context=self.field(a + "context_length"))
-        if self.field("tokenizer.ggml.model") != "gpt2":
-            raise ModelNotFoundError(f"the portable engine reads byte-level BPE vocabularies; "
-                                     f"{self.path} has {self.field('tokenizer.ggml.model')!r}")
+            context=self.field(a + "context_length"), **local)
+        self.vocab_kind = self.field("tokenizer.ggml.model")
+        if self.vocab_kind not in ("gpt2", "llama"):
+            raise ModelNotFoundError(f"the portable engine reads byte-level BPE and SentencePiece "
+                                     f"vocabularies; {self.path} has {self.vocab_kind!r}")
         bos = self._fields.get("tokenizer.ggml.bos_token_id")
         self.bos = int(bos.contents()) if bos is not None else 0
 
@@ -116,28 +125,40 @@ class GGUFWeights:
             raise ModelNotFoundError(f"{self.path} has no tensor {name}")
         kind, cols = t.tensor_type.name, int(t.shape[0])
         data = np.asarray(t.data)
-        if kind == "Q4_1":
-            return _q4_1(data, cols)
-        if kind == "Q8_0":
-            return _q8_0(data, cols)
+        if kind in quants.FORMATS:
+            return quants.FORMATS[kind](data.reshape(-1, data.shape[-1]), cols)
         if kind in ("F32", "F16"):
             return data.astype(np.float64).reshape(-1, cols) if data.ndim > 1 else data.astype(np.float64)
         raise ModelNotFoundError(f"the portable engine does not read {kind} tensors ({name})")
 
     def pieces(self) -> list[bytes]:
-        """Bytes of every token as the decoder emits them (control tokens: b"")."""
+        """Bytes of every token as llama.cpp's decoder emits them (control tokens: b"")."""
         decode = _byte_decoder()
         tokens = self.field("tokenizer.ggml.tokens")
         types = self.field("tokenizer.ggml.token_type")
         out = []
         for text, kind in zip(tokens, types):
-            if kind in (2, 3, 5):  # unknown, control, unused: no bytes
+            if kind in (2, 3, 5) or (kind == 4 and text in _END_TEXTS):  # no bytes
                 out.append(b"")
             elif kind == 4:  # user-defined: the text itself
                 out.append(text.encode("utf-8"))
+            elif self.vocab_kind == "llama":  # SentencePiece: bytes <0xXX>, spaces as U+2581
+                out.append(bytes([int(text[3:-1], 16)]) if kind == 6
+                           else text.replace("\u2581", " ").encode("utf-8"))
             else:
                 out.append(bytes(decode[ch] for ch in text))
         return out
+
+
+#: Each layer's norm gains: the engine's name -> the GGUF tensor's (blk.N.<name>.weight)
+NORMS = {"attn_norm": "attn_norm", "ffn_norm": "ffn_norm"}
+GEMMA3_NORMS = {"q_norm": "attn_q_norm", "k_norm": "attn_k_norm",
+                "post_attn_norm": "post_attention_norm", "post_ffn_norm": "post_ffw_norm"}
+
+
+def norms(shape: Shape) -> tuple[str, ...]:
+    """The names of each layer's norm gains for ``shape``'s architecture."""
+    return tuple(NORMS) + (tuple(GEMMA3_NORMS) if shape.arch == "gemma3" else ())
 
 
 def _byte_decoder() -> dict[str, int]:
@@ -160,6 +181,7 @@ def _arrays(source: GGUFWeights) -> dict:
     emb = source.tensor("token_embd.weight")
     out["embedding"] = emb.astype(np.float32)  # Q8_0 values: 18 significant bits, exact
     out["output.q"], out["output.scale"] = requantize(emb)
+    gguf_names = {**NORMS, **GEMMA3_NORMS}
     for i in range(source.shape.layers):
         t = lambda name: source.tensor(f"blk.{i}.{name}.weight")
         parts = {"qkv": np.concatenate([t("attn_q"), t("attn_k"), t("attn_v")]),
@@ -167,8 +189,8 @@ def _arrays(source: GGUFWeights) -> dict:
                  "gate_up": np.concatenate([t("ffn_gate"), t("ffn_up")]), "down": t("ffn_down")}
         for name, w in parts.items():
             out[f"{i}.{name}.q"], out[f"{i}.{name}.scale"] = requantize(w)
-        out[f"{i}.attn_norm"] = t("attn_norm").reshape(-1)
-        out[f"{i}.ffn_norm"] = t("ffn_norm").reshape(-1)
+        for name in norms(source.shape):
+            out[f"{i}.{name}"] = t(gguf_names[name]).reshape(-1)
     out["output_norm"] = source.tensor("output_norm.weight").reshape(-1)
     pieces = source.pieces()
     out["pieces"] = np.frombuffer(b"".join(pieces), dtype=np.uint8)
@@ -242,6 +264,11 @@ def _digest(array: np.ndarray) -> str:
 #: SmolLM2-135M's architecture, the bundled model's (REFERENCE: 30 blocks, 576, 1,536, 9/3 heads)
 SMOLLM2 = Shape(layers=30, embd=576, ffn=1536, heads=9, kv_heads=3, head_dim=64, vocab=49152,
                 rope_base=100000.0, eps=1e-5, context=8192)
+#: Gemma 3 270M's (REFERENCE: 18 blocks, 640, 2,048, 4/1 heads of 256, local window 512)
+GEMMA3_270M = Shape(layers=18, embd=640, ffn=2048, heads=4, kv_heads=1, head_dim=256,
+                    vocab=262144, rope_base=1e6, eps=1e-6, context=32768, arch="gemma3",
+                    local_window=512, global_every=GEMMA3_GLOBAL_EVERY,
+                    local_rope_base=GEMMA3_LOCAL_ROPE_BASE)
 
 
 def seeded(shape: Shape, seed: int = 0) -> tuple[dict, dict]:
@@ -263,8 +290,9 @@ def seeded(shape: Shape, seed: int = 0) -> tuple[dict, dict]:
             q = rng.integers(-127, 128, size=(cols, rows)).astype(np.float32)
             out[f"{i}.{name}.q"] = q
             out[f"{i}.{name}.scale"] = rng.uniform(0.5, 1.5, rows) * 1.7 / (127 * cols ** 0.5)
-        out[f"{i}.attn_norm"] = rng.uniform(0.5, 1.5, shape.embd)
-        out[f"{i}.ffn_norm"] = rng.uniform(0.5, 1.5, shape.embd)
+        for name in norms(shape):
+            size = shape.head_dim if name in ("q_norm", "k_norm") else shape.embd
+            out[f"{i}.{name}"] = rng.uniform(0.5, 1.5, size)
     out["output_norm"] = rng.uniform(0.5, 1.5, shape.embd)
     out["pieces"] = (np.arange(shape.vocab) % 256).astype(np.uint8)
     out["piece_len"] = np.ones(shape.vocab, dtype=np.int64)
