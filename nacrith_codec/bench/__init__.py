@@ -56,8 +56,8 @@ def classical():
 class _Nacrith:
     """nacrith as a bench codec, keeping the coder statistics of the last run."""
 
-    def __init__(self, args, engine: str = "llama.cpp"):
-        self.options = {k: v for k, v in (("model", args.model), ("threads", args.threads)) if v}
+    def __init__(self, args, engine: str = "llama.cpp", model: str | None = None):
+        self.options = {k: v for k, v in (("model", model), ("threads", args.threads)) if v}
         if engine == "exact":
             self.options["device"] = args.device
         self.codec = dict(MODEL_ALONE) if args.model_alone else {}
@@ -119,7 +119,8 @@ def measure(name, codec, data, decompress=True) -> dict:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nacrith bench", description=__doc__.splitlines()[0])
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--model", help="model file for nacrith")
+    p.add_argument("--model", help="model for nacrith: a name or file, or comma-separated "
+                                    "names (smollm2-135m,gemma3-270m) for a row each")
     p.add_argument("--threads", type=int)
     p.add_argument("--no-decompress", action="store_true",
                    help="skip nacrith's decompression (halves the time; rows are not verified)")
@@ -146,20 +147,28 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _models(args) -> list:
+    """The models of the run: one (a name, a file or the default) or comma-separated names."""
+    if args.model and "," in args.model and not os.path.exists(args.model):
+        return args.model.split(",")
+    return [args.model]
+
+
 def _table(args, codecs) -> list:
     """Every codec on every file: the table's rows, printed as they come."""
-    print(f"{'file':24} {'codec':16} {'bytes':>10} {'bpb':>7} {'comp s':>9} {'decomp s':>9}")
+    width = max([16] + [len(name) for name in codecs])
+    print(f"{'file':24} {'codec':{width}} {'bytes':>10} {'bpb':>7} {'comp s':>9} {'decomp s':>9}")
     rows = []
     for path in args.files:
         with open(path, "rb") as f:
             data = f.read(args.limit) if args.limit else f.read()
-        print(f"{os.path.basename(path):24} {'original':16} {len(data):10d}")
+        print(f"{os.path.basename(path):24} {'original':{width}} {len(data):10d}")
         for name, codec in codecs.items():
             verify = not (args.no_decompress and name.startswith("nacrith"))
             row = measure(name, codec, data, verify)
             rows.append(dict(row, original=len(data)))
             dtime = f"{row['decompress_s']:9.3f}" if row["decompress_s"] is not None else f"{'-':>9}"
-            print(f"{'':24} {name:16} {row['size']:10d} {row['bpb']:7.3f} "
+            print(f"{'':24} {name:{width}} {row['size']:10d} {row['bpb']:7.3f} "
                   f"{row['compress_s']:9.3f} {dtime}", flush=True)
             if isinstance(codec, _Nacrith):
                 print(f"{'':24}   ({codec.report()})", flush=True)
@@ -178,18 +187,26 @@ def main(argv=None) -> int:
         from ..engines import Engine
         from ..engines.model_file import resolve_model_path
         from . import ablation, model_rate
-        path = resolve_model_path(args.model)
-        if args.raw:
-            streams = [int(b) for b in args.streams.split(",")]
-            model_rate.run(args.files, Engine.get(path), path, args.threads, streams, args.limit)
-        else:
-            ablation.run(args.files, Engine.get(path), args.threads)
+        models = _models(args)
+        for model in models:
+            path = resolve_model_path(model)
+            if len(models) > 1:
+                print(f"model {path.name}")
+            if args.raw:
+                streams = [int(b) for b in args.streams.split(",")]
+                model_rate.run(args.files, Engine.get(path), path, args.threads, streams,
+                               args.limit)
+            else:
+                ablation.run(args.files, Engine.get(path), args.threads)
         return 0
     codecs = dict(classical())
     if not args.only_classical:
-        engines = args.engine.split(",")
-        for engine in engines:
-            codecs["nacrith" if len(engines) == 1 else f"nacrith:{engine}"] = _Nacrith(args, engine)
+        engines, models = args.engine.split(","), _models(args)
+        for model in models:
+            for engine in engines:
+                name = ":".join(["nacrith"] + [model] * (len(models) > 1)
+                                + [engine] * (len(engines) > 1))
+                codecs[name] = _Nacrith(args, engine, model)
     rows = _table(args, codecs)
     if args.chart:
         from .chart import draw
