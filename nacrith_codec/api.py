@@ -6,7 +6,7 @@ import collections
 import contextlib
 import os
 
-from . import container
+from . import container, presets
 from .config import CodecConfig
 from .container.sequence import StreamSequence
 from .engines import Engine, environment
@@ -23,8 +23,8 @@ from .segments import classical
 from .verify import StreamVerifier
 
 #: The keyword options of NacrithCompressor beside CodecConfig's fields.
-COMPRESSOR_OPTIONS = ("model", "config", "threads", "progress", "content_size", "workers",
-                      "n_gpu_layers", "device", "verify")
+COMPRESSOR_OPTIONS = ("model", "preset", "config", "threads", "progress", "content_size",
+                      "workers", "n_gpu_layers", "device", "verify")
 DECOMPRESSOR_OPTIONS = ("model", "threads", "progress", "workers", "n_gpu_layers", "device",
                         "memlimit")
 
@@ -119,6 +119,8 @@ class NacrithCompressor(_Coding):
     block is coded as soon as it is complete, so memory stays bounded by one
     block whatever the input size (by ``2 * workers`` blocks with ``workers``
     processes coding blocks at once; the bytes written do not depend on it).
+    ``preset`` (1..9, as lzma's; default 6) picks the model, window and streams together
+    (presets.py); a model or option given beside it wins.
     Options that change the compressed bytes are those of ``CodecConfig``;
     ``threads``, ``workers`` and ``progress`` (a callable receiving the number
     of input bytes coded, many times per block) change only speed and
@@ -132,10 +134,15 @@ class NacrithCompressor(_Coding):
 
     _encodes = True
 
-    def __init__(self, model=None, *, config: CodecConfig | None = None, threads=None,
-                 progress=None, content_size: int | None = None, workers: int = 1,
-                 n_gpu_layers: int = 0, device: str = "cpu", verify: bool = False, **options):
+    def __init__(self, model=None, *, preset: int | None = None,
+                 config: CodecConfig | None = None, threads=None, progress=None,
+                 content_size: int | None = None, workers: int = 1, n_gpu_layers: int = 0,
+                 device: str = "cpu", verify: bool = False, **options):
         check_options(options)
+        if preset is not None:
+            if config is not None:
+                raise ValueError("give preset or config, not both (as lzma's preset and filters)")
+            model, options = presets.apply(preset, model, options)
         base = config or CodecConfig()
         self.config = base.replace(**options) if options else base
         if str(device).startswith("cuda") and self.config.engine != "exact":

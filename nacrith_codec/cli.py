@@ -35,6 +35,7 @@ from .engines.model_file import MODELS
 from .errors import NacrithError
 from .output import Output, write_all
 from .pipeline.stats import bits_per_byte
+from .presets import DEFAULT_LEVEL, LEVELS
 _COMMANDS = ("compress", "decompress", "info", "bench", "cluster", "7z")
 
 
@@ -68,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true",
                    help="compressing: decode the output as it is written and compare it with "
                         "the input before reporting success (about twice the time)")
+    levels = p.add_mutually_exclusive_group()
+    for n, level in LEVELS.items():
+        levels.add_argument(f"-{n}", dest="level", action="store_const", const=n,
+                            help=f"level {n}: {level.about}"
+                                 + (" (the default)" if n == DEFAULT_LEVEL else ""))
     p.add_argument("--model", metavar="NAME|GGUF", help="a named model ("
                    + "; ".join(f"{m.name}: {m.about}" for m in MODELS.values())
                    + ") or a GGUF file (default: $NACRITH_MODEL, else smollm2-135m; "
@@ -134,9 +140,9 @@ def add_codec_arguments(p: argparse.ArgumentParser):
     g.add_argument("--engine", choices=ENGINES,
                    help="what computes the model's logits: llama.cpp (default: fast, any GGUF "
                         "model, but its streams decode only with the same llama.cpp build and "
-                        "CPU features) or exact (the bundled model's logits in integer "
-                        "arithmetic: streams that decode on any machine; compresses as fast, "
-                        "decompresses 2.5x slower)")
+                        "CPU features) or exact (the model's logits in integer arithmetic: "
+                        "streams that decode on any machine; compresses as fast, decompresses "
+                        "2.5x slower; SmolLM2 and Gemma 3)")
     g.add_argument("--float-bits", type=int, choices=(32, 64),
                    help="precision of the predictors' arithmetic (default 32)")
     g.add_argument("--model-alone", action="store_true",
@@ -190,7 +196,7 @@ def _coder(args, size, progress):
             "workers": args.workers, "n_gpu_layers": args.gpu_layers, "device": args.device}
     if args.decompress:
         return decoder_of_streams(**opts, memlimit=args.memlimit)
-    return NacrithCompressor(content_size=size, verify=args.verify, **opts,
+    return NacrithCompressor(content_size=size, verify=args.verify, preset=args.level, **opts,
                              **codec_options(args))
 
 

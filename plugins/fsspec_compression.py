@@ -43,7 +43,7 @@ from nacrith_codec.container.sniff import NETCDF_SIGNATURES
 _SNIFF = max(len(s) for s in NETCDF_SIGNATURES)
 
 
-_OPTION_NAMES = {f.name for f in dataclasses.fields(CodecConfig)} | {"threads"}
+_OPTION_NAMES = {f.name for f in dataclasses.fields(CodecConfig)} | {"threads", "preset"}
 
 
 def env_options() -> dict:

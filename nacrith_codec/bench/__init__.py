@@ -56,11 +56,14 @@ def classical():
 class _Nacrith:
     """nacrith as a bench codec, keeping the coder statistics of the last run."""
 
-    def __init__(self, args, engine: str = "llama.cpp", model: str | None = None):
+    def __init__(self, args, engine: str = "llama.cpp", model: str | None = None,
+                 level: int | None = None):
         self.options = {k: v for k, v in (("model", model), ("threads", args.threads)) if v}
         if engine == "exact":
             self.options["device"] = args.device
         self.codec = dict(MODEL_ALONE) if args.model_alone else {}
+        if level is not None:
+            self.codec["preset"] = level
         self.engine = engine
         self.stats = {}
 
@@ -134,6 +137,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --raw: comma-separated stream counts to measure (default 8)")
     p.add_argument("--limit", type=int, metavar="BYTES",
                    help="measure only the first BYTES of each file")
+    p.add_argument("--level", metavar="N[,N]",
+                   help="comma-separated levels (1..9, as nacrith -N) for a row each")
     p.add_argument("--model-alone", action="store_true",
                    help="nacrith without its online predictors: the model's probabilities only")
     p.add_argument("--engine", default="llama.cpp", metavar="NAMES",
@@ -202,11 +207,14 @@ def main(argv=None) -> int:
     codecs = dict(classical())
     if not args.only_classical:
         engines, models = args.engine.split(","), _models(args)
+        levels = [int(n) for n in args.level.split(",")] if args.level else [None]
         for model in models:
             for engine in engines:
-                name = ":".join(["nacrith"] + [model] * (len(models) > 1)
-                                + [engine] * (len(engines) > 1))
-                codecs[name] = _Nacrith(args, engine, model)
+                for level in levels:
+                    name = ":".join(["nacrith"] + [model] * (len(models) > 1)
+                                    + [engine] * (len(engines) > 1)
+                                    + [f"-{level}"] * (level is not None))
+                    codecs[name] = _Nacrith(args, engine, model, level)
     rows = _table(args, codecs)
     if args.chart:
         from .chart import draw

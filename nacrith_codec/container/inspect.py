@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..engines.model_file import DEFAULT_FILE
+from ..engines.model_file import DEFAULT_FILE, named_by_sha256
 from ..errors import TruncatedError
 from ..pipeline.stats import bits_per_byte
 from ..segments import classical
@@ -37,7 +37,15 @@ def stream_info(data) -> dict:
             "original_size": record.total_len,
             "compressed_size": pos, "blocks": blocks, "bytes_by_method": methods,
             "tokens": tokens, "bpb": bits_per_byte(record.total_len, pos),
+            "level": _level(header),
             "trailing_bytes": len(data) - pos}
+
+
+def _level(header):
+    """The level (presets.py) whose model and settings the stream has, or None."""
+    from ..presets import level_of
+    named = named_by_sha256(header.model_sha256.hex())
+    return level_of(header.config, named.name if named else None)
 
 
 def streams_info(data) -> list[dict]:

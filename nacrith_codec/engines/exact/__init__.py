@@ -1,4 +1,4 @@
-"""The exact engine: the bundled model's logits, identical on every machine.
+"""The exact engine: a model's logits (SmolLM2's, Gemma 3's), identical on every machine.
 
 ``ExactModel`` has the interface of ``engines.interface.Model`` that the codec uses
 (``n_vocab``, ``bos``, ``pieces``, ``tokenize``, ``kv_bytes_per_token``) and

@@ -1,4 +1,4 @@
-"""The transformer of a LLaMA-architecture model, computed exactly.
+"""The transformer of a LLaMA-architecture or Gemma 3 model, computed exactly.
 
 Every matrix product multiplies integers whose partial sums stay below 2**24,
 so float32 GEMM gives the one exact result on any BLAS, kernel, thread count
@@ -8,7 +8,7 @@ in two 7-bit halves, ``high * 128 + low``, that go through the product as two
 rows of one GEMM (for a memory-bound product nearly free) and are joined
 afterwards in float64.  Scales are applied with correctly rounded
 multiplications in an order the code fixes, norms sum squares of integers (exact in any
-order), and exp, sigmoid and RoPE come from ``tables``.  A row's numbers
+order), and exp, sigmoid (so SiLU and GELU) and RoPE come from ``tables``.  A row's numbers
 depend only on its own token and its own stream's cache: never on which other
 rows share the step.  The same code runs with numpy on the CPU or CuPy on a GPU
 (device.py: every operation here gives the same bits on both); each function takes

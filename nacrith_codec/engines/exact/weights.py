@@ -1,7 +1,7 @@
-"""The bundled model's weights and vocabulary, read from its GGUF file without llama.cpp.
+"""A model's weights and vocabulary, read from its GGUF file without llama.cpp.
 
-The GGUF tensors are dequantized exactly (float64 holds every Q4_1 value
-``d * q + m`` and Q8_0 value ``d * q``), then requantized to the integers the
+The GGUF tensors are dequantized exactly (quants.py: float64 holds every value of
+their block formats), then requantized to the integers the
 engine multiplies: 8-bit values per output row with one float64 scale per row.
 Only IEEE-754 operations that round correctly are used, so every machine
 derives the same integers from the same file.
@@ -76,7 +76,7 @@ def requantize(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class GGUFWeights:
-    """Hyperparameters, vocabulary and dequantized tensors of a LLaMA-architecture GGUF."""
+    """Hyperparameters, vocabulary and dequantized tensors of a LLaMA or Gemma 3 GGUF."""
 
     def __init__(self, path):
         import gguf
