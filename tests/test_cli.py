@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from conftest import needs_gemma
+
 SMALL_ARGS = ["--streams", "2", "--window", "48", "--slide", "16"]
 
 
@@ -93,6 +95,17 @@ def test_bench_compares_with_classical_codecs(text_file):
     assert r.returncode == 0, r.stderr
     for name in (b"gzip -9", b"bzip2 -9", b"xz -9", b"PPMd", b"nacrith"):
         assert name in r.stdout
+
+
+@needs_gemma
+def test_bench_gives_a_row_per_model_and_level(text_file):
+    r = nacrith("bench", "--model", "smollm2-135m,gemma3-270m", "--level", "1,2", "--limit",
+                "60", "--no-decompress", str(text_file))
+    assert r.returncode == 0, r.stderr
+    rows = [line.split()[0] for line in r.stdout.decode().splitlines() if "nacrith:" in line]
+    assert rows == ["nacrith:smollm2-135m:-1", "nacrith:smollm2-135m:-2",
+                    "nacrith:gemma3-270m:-1", "nacrith:gemma3-270m:-2"]
+    assert b"model / predictors / coder" in r.stdout
 
 
 def test_bench_draws_its_table_as_a_chart(text_file, tmp_path):

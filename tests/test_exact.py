@@ -165,7 +165,10 @@ def test_logits_of_chunks_of_any_size_are_the_one_token_steps_bit_for_bit(exact,
         ctx.waiting[0, 0], ctx.pending[0] = t, 1
         alone.append(ctx.step([0])[0].copy())
         alone_hidden.append(ctx.hidden[0].copy())
-    for sizes, seed in (([1, 7, 64], 1), ([64], 2), ([7], 3)):
+    schedules = [([1, 7, 64], 1), ([64], 2), ([7], 3)]
+    if exact.model.network.shape.arch == "gemma3":  # 4x a step's time: the mixed one only
+        schedules = schedules[:1]
+    for sizes, seed in schedules:
         got, hidden = _chunked(exact, [mine] + others, sizes, seed)
         assert len(got[0]) == len(mine)
         for a, b, ha, hb in zip(alone, got[0], alone_hidden, hidden[0]):

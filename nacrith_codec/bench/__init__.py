@@ -96,6 +96,11 @@ class _Nacrith:
         for name, s in (("compress", c), ("decompress", d)):
             if s.get("seconds"):
                 parts.append(f"{name} {s['tokens'] / s['seconds']:.1f} tokens/s")
+                spent = [s.get(k, 0.0) for k in ("model_seconds", "predict_seconds",
+                                                 "code_seconds")]
+                if sum(spent):
+                    parts.append(f"{name} model / predictors / coder "
+                                 + " / ".join(f"{x:.1f}" for x in spent) + " s")
         if c.get("model_bits"):
             overhead = 100 * (c["coded_bits"] - c["model_bits"]) / c["model_bits"]
             parts.append(f"coding overhead {overhead:.3f}% over the model's "
