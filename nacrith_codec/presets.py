@@ -43,6 +43,9 @@ LEVELS = {
              "as 8, with Gemma 3 270M (pip install \"nacrith-codec[gemma]\")"),
 }
 
+#: The fields a level sets (the others are left as they are when naming a stream's level).
+_SHAPING = sorted({f for level in LEVELS.values() for f in level.options})
+
 
 def check(level) -> int:
     if isinstance(level, bool) or not isinstance(level, int) or level not in LEVELS:
@@ -66,6 +69,3 @@ def level_of(config: CodecConfig, model: str | None) -> int | None:
             return n
     return None
 
-
-#: The fields a level sets (the others are left as they are when naming a stream's level).
-_SHAPING = sorted({f for level in LEVELS.values() for f in level.options})

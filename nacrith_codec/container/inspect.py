@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..engines.model_file import DEFAULT_FILE, named_by_sha256
 from ..errors import TruncatedError
 from ..pipeline.stats import bits_per_byte
+from ..presets import level_of
 from ..segments import classical
 from .header import parse_header
 from .records import End, parse_record
@@ -43,7 +44,6 @@ def stream_info(data) -> dict:
 
 def _level(header):
     """The level (presets.py) whose model and settings the stream has, or None."""
-    from ..presets import level_of
     named = named_by_sha256(header.model_sha256.hex())
     return level_of(header.config, named.name if named else None)
 

@@ -150,15 +150,17 @@ class GGUFWeights:
         return out
 
 
-#: Each layer's norm gains: the engine's name -> the GGUF tensor's (blk.N.<name>.weight)
-NORMS = {"attn_norm": "attn_norm", "ffn_norm": "ffn_norm"}
-GEMMA3_NORMS = {"q_norm": "attn_q_norm", "k_norm": "attn_k_norm",
-                "post_attn_norm": "post_attention_norm", "post_ffn_norm": "post_ffw_norm"}
+#: Each layer's norm gains per architecture: the engine's name -> the GGUF tensor's
+#: (blk.N.<name>.weight)
+_LLAMA_NORMS = {"attn_norm": "attn_norm", "ffn_norm": "ffn_norm"}
+NORMS = {"llama": _LLAMA_NORMS,
+         "gemma3": {**_LLAMA_NORMS, "q_norm": "attn_q_norm", "k_norm": "attn_k_norm",
+                    "post_attn_norm": "post_attention_norm", "post_ffn_norm": "post_ffw_norm"}}
 
 
-def norms(shape: Shape) -> tuple[str, ...]:
-    """The names of each layer's norm gains for ``shape``'s architecture."""
-    return tuple(NORMS) + (tuple(GEMMA3_NORMS) if shape.arch == "gemma3" else ())
+def norms(shape: Shape) -> dict:
+    """Each layer's norm gains for ``shape``'s architecture (engine name -> GGUF name)."""
+    return NORMS[shape.arch]
 
 
 def _byte_decoder() -> dict[str, int]:
@@ -181,7 +183,6 @@ def _arrays(source: GGUFWeights) -> dict:
     emb = source.tensor("token_embd.weight")
     out["embedding"] = emb.astype(np.float32)  # Q8_0 values: 18 significant bits, exact
     out["output.q"], out["output.scale"] = requantize(emb)
-    gguf_names = {**NORMS, **GEMMA3_NORMS}
     for i in range(source.shape.layers):
         t = lambda name: source.tensor(f"blk.{i}.{name}.weight")
         parts = {"qkv": np.concatenate([t("attn_q"), t("attn_k"), t("attn_v")]),
@@ -189,8 +190,8 @@ def _arrays(source: GGUFWeights) -> dict:
                  "gate_up": np.concatenate([t("ffn_gate"), t("ffn_up")]), "down": t("ffn_down")}
         for name, w in parts.items():
             out[f"{i}.{name}.q"], out[f"{i}.{name}.scale"] = requantize(w)
-        for name in norms(source.shape):
-            out[f"{i}.{name}"] = t(gguf_names[name]).reshape(-1)
+        for name, tensor in norms(source.shape).items():
+            out[f"{i}.{name}"] = t(tensor).reshape(-1)
     out["output_norm"] = source.tensor("output_norm.weight").reshape(-1)
     pieces = source.pieces()
     out["pieces"] = np.frombuffer(b"".join(pieces), dtype=np.uint8)
@@ -264,11 +265,6 @@ def _digest(array: np.ndarray) -> str:
 #: SmolLM2-135M's architecture, the bundled model's (REFERENCE: 30 blocks, 576, 1,536, 9/3 heads)
 SMOLLM2 = Shape(layers=30, embd=576, ffn=1536, heads=9, kv_heads=3, head_dim=64, vocab=49152,
                 rope_base=100000.0, eps=1e-5, context=8192)
-#: Gemma 3 270M's (REFERENCE: 18 blocks, 640, 2,048, 4/1 heads of 256, local window 512)
-GEMMA3_270M = Shape(layers=18, embd=640, ffn=2048, heads=4, kv_heads=1, head_dim=256,
-                    vocab=262144, rope_base=1e6, eps=1e-6, context=32768, arch="gemma3",
-                    local_window=512, global_every=GEMMA3_GLOBAL_EVERY,
-                    local_rope_base=GEMMA3_LOCAL_ROPE_BASE)
 
 
 def seeded(shape: Shape, seed: int = 0) -> tuple[dict, dict]:
