@@ -24,14 +24,15 @@ for compressions; the ``nacrith::`` filesystem needs no import).
 
 from .api import NacrithCompressor, NacrithDecompressor, compress, decompress
 from .config import CodecConfig
-from .errors import (CacheWarning, CorruptError, EnvironmentMismatchError, FormatError,
+from .errors import (CacheWarning, ConflictError, CorruptError, EnvironmentMismatchError,
+                     FormatError,
                      MemoryLimitError,
                      ModelMismatchError, ModelNotFoundError, NacrithError, TruncatedError,
                      VerifyError)
 from .file import NacrithFile, open
 
 __all__ = [
-    "CacheWarning", "CodecConfig", "CorruptError", "EnvironmentMismatchError", "FormatError", "MemoryLimitError",
+    "CacheWarning", "CodecConfig", "ConflictError", "CorruptError", "EnvironmentMismatchError", "FormatError", "MemoryLimitError",
     "ModelMismatchError",
     "ModelNotFoundError", "NacrithCompressor", "NacrithDecompressor", "NacrithError", "NacrithFile",
     "TruncatedError", "VerifyError", "compress", "decompress", "open",

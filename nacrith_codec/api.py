@@ -7,6 +7,7 @@ import contextlib
 import os
 
 from . import container, presets
+from .arguments import byte_view, content_size as checked_size, length_limit
 from .config import CodecConfig
 from .container.sequence import StreamSequence
 from .engines import Engine, environment
@@ -27,16 +28,6 @@ COMPRESSOR_OPTIONS = ("model", "preset", "config", "threads", "progress", "conte
                       "workers", "n_gpu_layers", "device", "verify")
 DECOMPRESSOR_OPTIONS = ("model", "threads", "progress", "workers", "n_gpu_layers", "device",
                         "memlimit")
-
-
-def _check_bytes(data):
-    """lzma's rule: bytes-like objects only (a str must be encoded first)."""
-    try:
-        memoryview(data).release()
-    except TypeError:
-        raise TypeError(f"a bytes-like object is required, not {type(data).__name__!r}"
-                        + (" (encode text first, or use nacrith_codec.open(..., 'wt'))"
-                           if isinstance(data, str) else "")) from None
 
 
 def check_options(options: dict, names=COMPRESSOR_OPTIONS, config=True):
@@ -139,6 +130,7 @@ class NacrithCompressor(_Coding):
                  content_size: int | None = None, workers: int = 1, n_gpu_layers: int = 0,
                  device: str = "cpu", verify: bool = False, **options):
         check_options(options)
+        content_size = checked_size(content_size)
         if preset is not None:
             if config is not None:
                 raise ValueError("give preset or config, not both (as lzma's preset and filters)")
@@ -183,7 +175,7 @@ class NacrithCompressor(_Coding):
     def compress(self, data) -> bytes:
         if self._flushed:
             raise ValueError("Compressor has been flushed")
-        _check_bytes(data)
+        data = byte_view(data)
         self._buffer += data
         out = [self._start()]
         size = self.config.block_size
@@ -365,7 +357,8 @@ class NacrithDecompressor(_Coding):
     def decompress(self, data, max_length: int = -1) -> bytes:
         if self.eof:
             raise EOFError("End of stream already reached")
-        _check_bytes(data)
+        data = byte_view(data)
+        max_length = length_limit(max_length)
         self._input += data
         out = []
         want = max_length if max_length >= 0 else float("inf")
@@ -389,8 +382,8 @@ def compress(data, model=None, **options) -> bytes:
     >>> packed[:4], decompress(packed)
     (b'NACR', b"We're all mad here.")
     """
-    _check_bytes(data)
-    options.setdefault("content_size", memoryview(data).nbytes)
+    data = byte_view(data)
+    options.setdefault("content_size", data.nbytes)
     c = NacrithCompressor(model, **options)
     return c.compress(data) + c.flush()
 
@@ -406,7 +399,7 @@ def decompress(data, model=None, **options) -> bytes:
         ...
     nacrith_codec.errors.FormatError: trailing data after the end of stream 1, ...
     """
-    _check_bytes(data)
+    data = byte_view(data)
     check_options(options, DECOMPRESSOR_OPTIONS, config=False)
     streams = decoder_of_streams(model, **options)
     try:

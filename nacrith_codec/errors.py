@@ -52,6 +52,12 @@ class EnvironmentMismatchError(CorruptError):
     """
 
 
+class ConflictError(NacrithError):
+    """Another writer changed a file while this one was adding to it (an append through
+    the ``nacrith::`` filesystem, ``nacrith 7z a`` on an archive): this addition was not
+    published, and the other writer's file is left as it is.  Add again."""
+
+
 class CacheWarning(UserWarning):
     """Data nacrith derives from a model file and keeps in the user's cache (the exact
     engine's integer weights) did not match the digests written with it, and was rebuilt

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import io
 import os
+import sys
+import warnings
 
+from .arguments import byte_view
 from .api import DECOMPRESSOR_OPTIONS, NacrithCompressor, check_options, decoder_of_streams
 from .output import write_all
 from .random_access import RandomAccessReader, read_index
@@ -29,16 +33,75 @@ def _seekable_index(fp):
 
 class _SequentialReader(io.RawIOBase):
     """Decodes the streams of an unseekable (or unindexable) file in order, by the one
-    rule of ``container.sequence``: truncation and trailing garbage are NacrithErrors."""
+    rule of ``container.sequence``: truncation and trailing garbage are NacrithErrors.
+
+    Over a seekable file that has no index (damaged, truncated, followed by other data,
+    or of more streams than an index holds) it seeks as lzma's and gzip's readers do:
+    forward by decoding, backward by decoding again from the start, and to the end by
+    decoding it all, so what is wrong with the file surfaces as its NacrithError."""
 
     def __init__(self, fp, **options):
-        self._fp = fp
+        self._fp, self._options = fp, options
+        self._start = fp.tell() if fp.seekable() else 0
         self._streams = decoder_of_streams(**options)
+        self._pos = 0
+        self._size = None  # known once the end was reached
 
     def readable(self):
         return True
 
+    def seekable(self):
+        return self._fp.seekable()
+
+    def tell(self):
+        return self._pos
+
+    @property
+    def size(self) -> int | None:
+        """The original size: decoding to the end (None for an unseekable file)."""
+        if self._size is None and self.seekable():
+            position = self._pos
+            self.seek(0, io.SEEK_END)
+            self.seek(position)
+        return self._size
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        if not self.seekable():
+            raise io.UnsupportedOperation("the underlying file object does not support seeking")
+        if whence == io.SEEK_END:
+            if self._size is None:
+                self._skip(None)
+            offset += self._size
+        elif whence == io.SEEK_CUR:
+            offset += self._pos
+        elif whence != io.SEEK_SET:
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+        offset = max(0, offset)
+        if offset < self._pos:  # back: decode again from the start
+            self._streams.close()
+            self._fp.seek(self._start)
+            self._streams = decoder_of_streams(**self._options)
+            self._pos = 0
+        self._skip(offset - self._pos)
+        return self._pos
+
+    def _skip(self, count):
+        """Decode and drop ``count`` bytes (None: up to the end)."""
+        buffer = bytearray(_CHUNK)
+        while count is None or count > 0:
+            n = self.readinto(memoryview(buffer)[:_CHUNK if count is None else min(count, _CHUNK)])
+            if not n:
+                break
+            count = None if count is None else count - n
+
     def readinto(self, b) -> int:
+        n = self._decode_into(b)
+        self._pos += n
+        if not n and len(memoryview(b)):
+            self._size = self._pos
+        return n
+
+    def _decode_into(self, b) -> int:
         with memoryview(b) as view, view.cast("B") as out:
             while not self._streams.eof:
                 chunk = b""
@@ -68,10 +131,13 @@ class NacrithFile(io.BufferedIOBase):
     decodes one block at a time (concatenated streams are read in sequence).
     Keyword options go to NacrithCompressor / NacrithDecompressor.
 
-    A write is finished only by a clean close: if writing to the underlying
-    file failed, or the ``with`` block that wrote it raised, closing ends
-    without the end record, so the partial file reads as truncated (an
-    error), never as a complete stream of part of the data.
+    A write is finished only by a clean, explicit close: if writing to the
+    underlying file failed, the ``with`` block that wrote it raised, ``close()``
+    runs while an exception raised since the file was opened propagates (a
+    ``finally`` clause, fsspec's ``with fsspec.open(...)``, a text wrapper's
+    close), or the file is dropped unclosed (garbage collection, with a
+    ResourceWarning), closing ends without the end record, so the partial file
+    reads as truncated (an error), never as a complete stream of part of the data.
     """
 
     def __init__(self, filename, mode="r", *, close_fileobj=False, **options):
@@ -88,6 +154,7 @@ class NacrithFile(io.BufferedIOBase):
         else:  # before the file is created or truncated: a bad option changes nothing
             self._compressor = NacrithCompressor(**options)
             self._pos = 0
+            self._raised_before = sys.exc_info()[1]  # an exception being handled at opening
         if isinstance(filename, (str, bytes, os.PathLike)):
             self._fp = builtins.open(filename, mode + "b")
             self._closefp = True
@@ -108,8 +175,8 @@ class NacrithFile(io.BufferedIOBase):
     # -- writing
     def write(self, data) -> int:
         self._check_can_write()
-        with memoryview(data) as view:
-            length = view.nbytes
+        data = byte_view(data)
+        length = data.nbytes
         try:
             write_all(self._fp, self._compressor.compress(data))
         except BaseException:
@@ -152,12 +219,12 @@ class NacrithFile(io.BufferedIOBase):
 
     @property
     def size(self) -> int | None:
-        """The original (uncompressed) size of a file open for reading, from the index of
-        a seekable file (no decoding); None for a file read sequentially (unseekable, or
-        not a sequence of complete streams).  fsspec reads it for ranges and negative
-        offsets."""
+        """The original (uncompressed) size of a file open for reading: from the index of
+        a seekable file of complete streams (no decoding); by decoding to the end for
+        another seekable file (a damaged one raises its NacrithError); None for an
+        unseekable one.  fsspec reads it for ranges and negative offsets."""
         self._check_can_read()
-        return self._raw.size if isinstance(self._raw, RandomAccessReader) else None
+        return self._raw.size
 
     def _check_not_closed(self):
         if self.closed:
@@ -202,6 +269,26 @@ class NacrithFile(io.BufferedIOBase):
             self._broken = True
         self.close()
 
+    def _abandoned(self) -> bool:
+        """Whether the write ends without its end record: it failed, or an exception
+        raised since the file was opened is propagating through this close."""
+        raising = sys.exc_info()[1]
+        if raising is not None and raising is not self._raised_before:
+            self._broken = True
+        return self._broken
+
+    def __del__(self):
+        self._dropped()
+        super().__del__()
+
+    def _dropped(self):
+        """Garbage collection reached a file still open: a write is never completed then."""
+        if getattr(self, "_mode", None) == _WRITE:
+            self._broken = True
+            warnings.warn("a nacrith file open for writing was never closed: its stream was "
+                          "left without its end (it reads as truncated); close it, or use "
+                          "'with', to complete it", ResourceWarning, source=self)
+
     def close(self):
         if self._mode is None:
             return
@@ -209,7 +296,7 @@ class NacrithFile(io.BufferedIOBase):
             if self._mode == _READ:
                 self._buffer.close()
                 self._buffer = None
-            elif self._broken:
+            elif self._abandoned():
                 self._compressor.close()
             else:
                 try:
@@ -234,6 +321,11 @@ class _TextFile(io.TextIOWrapper):
         if exc_type is not None and self.buffer.writable():
             self.buffer._broken = True
         return super().__exit__(exc_type, exc, tb)
+
+    def __del__(self):
+        with contextlib.suppress(AttributeError, ValueError):  # never made, or detached
+            self.buffer._dropped()  # before this wrapper's close would complete the stream
+        super().__del__()
 
 
 def open(filename, mode="rb", *, encoding=None, errors=None, newline=None, **options):

@@ -12,7 +12,9 @@ MAX_TEXT = 4096  # bytes of a header's text field at most
 
 
 def varint(n: int) -> bytes:
-    """``n`` as an unsigned LEB128 varint."""
+    """``n`` (an integer >= 0) as an unsigned LEB128 varint."""
+    if n < 0:
+        raise ValueError(f"a varint field holds integers >= 0, not {n}")
     out = bytearray()
     while True:
         byte, n = n & 0x7F, n >> 7

@@ -14,6 +14,7 @@ Every reader uses this rule: ``decompress``, file objects, the command line and
 
 from __future__ import annotations
 
+from ..arguments import byte_view, length_limit
 from ..errors import FormatError, TruncatedError
 from ..pipeline.stats import add_stats, new_stats
 from .header import not_a_stream, starts_stream
@@ -68,9 +69,10 @@ class StreamSequence:
     def decompress(self, data, max_length: int = -1) -> bytes:
         if self.eof:
             raise EOFError("End of stream already reached")
+        max_length = length_limit(max_length)
         out, want = [], max_length if max_length >= 0 else float("inf")
         got = 0
-        feed = bytes(data)
+        feed = bytes(byte_view(data))
         while got < want:
             if self._decoder is None:
                 self._rest += feed
