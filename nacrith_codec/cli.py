@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import signal
@@ -33,7 +34,7 @@ from .config import ENGINES, MODEL_ALONE
 from .container import SUFFIX, compressed_name, original_name
 from .engines.model_file import MODELS
 from .errors import NacrithError
-from .output import Output, write_all
+from .output import Output, special_file, write_all
 from .pipeline.stats import bits_per_byte
 from .presets import DEFAULT_LEVEL, LEVELS
 _COMMANDS = ("compress", "decompress", "info", "bench", "cluster", "7z")
@@ -205,7 +206,50 @@ def _sink(args, dst, like):
         return open(os.devnull, "wb")
     if dst is None:
         return contextlib.nullcontext(sys.stdout.buffer)
+    if special_file(dst) is not None:  # /dev/null, a FIFO: written into, never replaced
+        return open(dst, "wb")
     return Output(dst, overwrite=args.force, like=like, exists_hint="; use -f to overwrite it")
+
+
+def _check_output(args, src_status, dst: str | None):
+    """What gzip and xz refuse before any work: an output that is the input itself (the
+    same device and inode: a link, ``./a``, a hard link), whatever -f says; compressed data
+    to a terminal; a device other than a character device or FIFO; ``--rm`` with an
+    output that does not keep the data (a device or FIFO)."""
+    if dst is None:
+        if not args.decompress and not args.test and sys.stdout.isatty() and not args.force:
+            raise ValueError("compressed data not written to a terminal (use -f to force)")
+        return
+    try:
+        out = os.stat(dst)
+    except OSError:
+        return  # nothing there yet (or unreachable: the output reports it)
+    if src_status is not None and (out.st_dev, out.st_ino) == (src_status.st_dev,
+                                                               src_status.st_ino):
+        raise ValueError(f"the output {printable(dst)} is the input itself; nothing was done "
+                         "(name another output)")
+    special = special_file(dst)
+    if special is None:
+        return
+    if not (stat.S_ISCHR(special.st_mode) or stat.S_ISFIFO(special.st_mode)):
+        raise ValueError(f"the output {printable(dst)} is a block device or socket; nacrith "
+                         "writes only into files, character devices and FIFOs")
+    if args.rm:
+        raise ValueError(f"--rm: the output {printable(dst)} is a device or FIFO, which does "
+                         "not keep the data; the input was kept and nothing was done")
+    if not args.decompress and not args.force and _is_terminal(dst):
+        raise ValueError("compressed data not written to a terminal (use -f to force)")
+
+
+def _is_terminal(path: str) -> bool:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError:
+        return False  # a FIFO with no reader yet: not a terminal
+    try:
+        return os.isatty(fd)
+    finally:
+        os.close(fd)
 
 
 def _pump(args, fin, out, coder, bar, classical) -> tuple[int, int]:
@@ -239,15 +283,17 @@ def _code_file(args, src: str, dst: str | None):
     """Compress or decompress one input; returns the report line."""
     stdin = src == "-"
     fin = sys.stdin.buffer if stdin else open(src, "rb")
-    like = None if stdin else os.fstat(fin.fileno())
+    status = _status(fin)
+    like = None if stdin else status
     size = like.st_size if like is not None and stat.S_ISREG(like.st_mode) else None
     verify = args.verify and not args.decompress
-    bar = progress_bar(args, None if args.decompress or size is None
-                        else size * (2 if verify else 1))  # a verify decodes it all again
     classical = _Classical() if args.verbose and not args.decompress else None
     start = time.perf_counter()
-    coder = None
+    coder = bar = None
     try:
+        _check_output(args, status, dst)
+        bar = progress_bar(args, None if args.decompress or size is None
+                           else size * (2 if verify else 1))  # a verify decodes it all again
         coder = _coder(args, size, bar.update if bar is not None else None)
         with _sink(args, dst, like) as out:
             n_in, n_out = _pump(args, fin, out, coder, bar, classical)
@@ -262,12 +308,19 @@ def _code_file(args, src: str, dst: str | None):
     return report + (f"\n  beside: {classical.line(n_out)}" if classical is not None else "")
 
 
+def _status(f) -> os.stat_result | None:
+    try:
+        return os.fstat(f.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return None  # a standard input without a descriptor (an embedding program's)
+
+
 def _report(args, src, dst, n_in, n_out, stats, seconds) -> str:
     original, packed = (n_out, n_in) if args.decompress else (n_in, n_out)
     bpb = bits_per_byte(original, packed) or 0.0
     rate = stats.get("tokens", 0) / seconds if seconds else 0.0
-    name = "stdin" if src == "-" else src
-    target = "OK (verified)" if args.test else "stdout" if dst is None else dst
+    name = "stdin" if src == "-" else printable(src)
+    target = "OK (verified)" if args.test else "stdout" if dst is None else printable(dst)
     if args.verify and not args.decompress:
         target += " (verified)"
     methods = " ".join(f"{k} {v}" for k, v in stats.get("segments", {}).items())
@@ -357,10 +410,9 @@ def usage_conflict(args, command: str | None) -> str | None:
 def _main_code(args) -> int:
     status = 0
     for src in _inputs(args):
+        dst = ""
         try:
             dst = _target(args, src)
-            if dst is None and not args.decompress and sys.stdout.isatty() and not args.force:
-                raise ValueError("compressed data not written to a terminal (use -f to force)")
             if src == "-" and args.decompress and sys.stdin.isatty() and not args.force:
                 raise ValueError("compressed data not read from a terminal (use -f to force)")
             report = _code_file(args, src, dst)
@@ -369,10 +421,15 @@ def _main_code(args) -> int:
             if not args.quiet:
                 print(report, file=sys.stderr)
         except _Skip as exc:
-            print(f"nacrith: {src}: {exc}", file=sys.stderr)
+            print(f"nacrith: {printable(src)}: {exc}", file=sys.stderr)
+            status = 1
+        except BrokenPipeError as exc:
+            if dst is None:
+                raise  # whoever read standard output left: run_guarded ends quietly
+            complain("nacrith", src, exc)
             status = 1
         except (NacrithError, OSError, ValueError) as exc:
-            print(f"nacrith: {src}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            complain("nacrith", src, exc)
             status = 1
     return status
 
@@ -393,13 +450,13 @@ def _main_info(argv) -> int:
                 with open(path, "rb") as f:
                     streams = streams_info(f.read())
         except (NacrithError, OSError) as exc:
-            print(f"nacrith: {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            complain("nacrith", path, exc)
             status = 1
             continue
         if args.json:
             print(json.dumps({"file": path, "streams": streams}))
             continue
-        print(f"{_printable(path)}:" + (f" {len(streams)} streams" if len(streams) > 1 else ""))
+        print(f"{printable(path)}:" + (f" {len(streams)} streams" if len(streams) > 1 else ""))
         for n, info in enumerate(streams, 1):
             if len(streams) > 1:
                 print(f"  stream {n} at offset {info['offset']}:")
@@ -417,14 +474,23 @@ def _print_stream(info: dict, indent: str):
             value = json.dumps(value) if value else "none (its logits depend on none)"
         elif key == "bpb" and value is not None:
             value = f"{value:.4f}"
-        print(f"{indent}{key:16} {_printable(str(value))}")
+        print(f"{indent}{key:16} {printable(str(value))}")
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """``text`` with what a terminal would interpret (escape sequences, control
-    characters) shown escaped, as ``--json`` does: a stream's fields come from its writer."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+    characters, a newline that would forge a report line) shown escaped, as ``--json``
+    does: file names come from anyone, and a stream's fields and the messages about them
+    from its writer."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape",
+                                                      "backslashreplace").decode("ascii")
                    for c in text)
+
+
+def complain(prog: str, name: str, exc: BaseException):
+    """The one line an error is reported in: program, file, exception and message, escaped."""
+    print(f"{prog}: {printable(name)}: {type(exc).__name__}: {printable(str(exc))}",
+          file=sys.stderr)
 
 
 def _main_cluster(argv) -> int:
@@ -441,7 +507,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv.pop(0) if argv and argv[0] in _COMMANDS else None
     if command == "info":
-        return _main_info(argv)
+        return run_guarded("nacrith", lambda: _main_info(argv))
     if command == "bench":
         from .bench import main as bench_main  # the measuring tools, outside the data path
         return bench_main(argv)
@@ -471,6 +537,9 @@ def run_guarded(prog: str, work) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of standard output left (`| head`): as gzip, quietly
+        _drop_stdout()
+        return 128 + signal.SIGPIPE
     except _Terminated:
         print(f"{prog}: terminated", file=sys.stderr)
         return 128 + signal.SIGTERM
@@ -487,12 +556,22 @@ def _flushed(status: int) -> int:
     try:
         sys.stdout.flush()
     except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            _drop_stdout()
+            return 128 + signal.SIGPIPE
         print(f"nacrith: standard output: {type(exc).__name__}: {exc}", file=sys.stderr)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # what is left is dropped, not retried at exit
-        os.close(devnull)
+        _drop_stdout()
         return status or 1
     return status
+
+
+def _drop_stdout():
+    """What is still buffered for standard output is dropped, not retried at exit (where
+    Python would print a traceback for a closed pipe, or exit 120 for a full disk)."""
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 class _Terminated(BaseException):

@@ -11,8 +11,11 @@ whose files honour fsspec's ``autocommit=False`` (a multipart upload completed o
 success) the store's own commit does it; within a transaction of the target
 filesystem, the transaction decides.  Without ``overwrite`` an output is published only
 if its name is still free at that moment (two runs racing for one name: the second
-fails, nothing is overwritten).  The command line, the Dask runner and the ``nacrith::``
-filesystem all publish through it.
+fails, nothing is overwritten); with a ``precondition`` (an append: the target must still
+hold what was read) the check and the publishing happen under one lock, so of two writers
+racing in one process the second fails loudly instead of undoing the first.  The command
+line, ``nacrith 7z``, the Dask runner and the ``nacrith::`` filesystem all publish through
+it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import contextlib
 import io
 import os
 import secrets
+import stat
+import threading
 
 
 def write_all(out, data) -> None:
@@ -38,9 +43,18 @@ def write_all(out, data) -> None:
         view = view[n:]
 
 
+#: The longest file name most file systems take (NAME_MAX), in bytes.
+NAME_MAX = 255
+_HIDDEN = len(".nacrith-.01234567.part")  # what the hidden name adds to the target's
+
+
 def temporary_name(target: str, sep: str = "/") -> str:
-    """The hidden name beside ``target`` that its bytes are written under first."""
+    """The hidden name beside ``target`` that its bytes are written under first: the
+    target's name, shortened where needed so that the hidden one stays within NAME_MAX
+    bytes (a name that fits a file system fits there hidden too)."""
     folder, _, name = target.rpartition(sep)
+    fits = name.encode("utf-8", "surrogateescape")[:NAME_MAX - _HIDDEN]
+    name = fits.decode("utf-8", "ignore")  # a character cut in two is left out
     hidden = f".nacrith-{name}.{secrets.token_hex(4)}.part"
     return f"{folder}{sep}{hidden}" if folder or target.startswith(sep) else hidden
 
@@ -66,24 +80,30 @@ class Output(io.RawIOBase):
     ``fs``: an fsspec filesystem (None: this machine's).  ``like``: an ``os.stat_result``
     whose mode and times a local output takes (the input's, as gzip, xz and zstd keep
     them).  ``overwrite``: replace an existing target instead of failing.
+    ``precondition``: called just before publishing, under a lock all outputs share; it
+    raises to refuse (the target changed since it was read).  ``update``: a local
+    temporary file that opens for reading too (``file``), for a library that updates
+    what it writes in place (py7zr appending to an archive copied there first).
     """
 
     def __init__(self, target: str, fs=None, *, overwrite: bool = False,
-                 like: os.stat_result | None = None, exists_hint: str = ""):
+                 like: os.stat_result | None = None, exists_hint: str = "",
+                 precondition=None, update: bool = False):
         super().__init__()
         self.target, self.fs, self.overwrite, self.like = target, fs, overwrite, like
-        self._hint = exists_hint
+        self._hint, self._precondition = exists_hint, precondition
         self.size = 0
         self._done = False
         if _local(fs):
             self.target = target = fs._strip_protocol(target) if fs else target
             if os.path.isdir(target):
                 raise IsADirectoryError(f"{target} is a directory; name an output file")
+            _refuse_special(target)
             self._check_free()
             if fs is not None:  # a runner's output tree (the command line makes no folders)
                 os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
             self.temp = temporary_name(target, os.sep)
-            self.file = open(self.temp, "xb")
+            self.file = open(self.temp, "x+b" if update else "xb")
             self._commit = self._commit_local
         else:
             self._open_remote(fs, target)
@@ -129,7 +149,7 @@ class Output(io.RawIOBase):
     # -- publishing
     def commit(self):
         """Publish the output under its name (once); if that fails, nothing is left."""
-        self._end(self._commit)
+        self._end(self._checked_commit)
 
     def discard(self):
         """Leave nothing behind (after a failure: also called by ``close`` before commit)."""
@@ -146,6 +166,15 @@ class Output(io.RawIOBase):
             raise
         finally:
             super().close()
+
+    def _checked_commit(self):
+        if self._precondition is None and (self.overwrite or _local(self.fs)):
+            self._commit()  # nothing to check, or a check the rename makes itself (os.link)
+            return
+        with _PUBLISHING:  # a check, then a rename: one writer at a time in this process
+            if self._precondition is not None:
+                self._precondition()
+            self._commit()
 
     def _commit_local(self):
         f = self.file
@@ -187,6 +216,30 @@ class Output(io.RawIOBase):
             self.commit()
         else:
             self.discard()
+
+
+#: Held while an output checks its precondition and publishes (see the module's docstring).
+_PUBLISHING = threading.Lock()
+
+
+def special_file(path: str) -> os.stat_result | None:
+    """The status of ``path`` when it is a device, FIFO or socket (None otherwise: a
+    regular file, a link, a directory, or nothing)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return None if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode) or stat.S_ISDIR(
+        st.st_mode) else st
+
+
+def _refuse_special(path: str):
+    """An output is never renamed over a device, FIFO or socket (with ``overwrite``, that
+    would replace ``/dev/null`` for everyone): such a target is written into by its caller
+    (the command line) or refused here."""
+    if special_file(path) is not None:
+        raise FileExistsError(f"{path} is not a regular file (a device, FIFO or socket); it "
+                              "was left as it is")
 
 
 def _appeared(path: str) -> FileExistsError:

@@ -15,7 +15,8 @@ import json
 import logging
 import sys
 
-from nacrith_codec.cli import add_codec_arguments, codec_options, run_guarded, thread_count
+from nacrith_codec.cli import (add_codec_arguments, codec_options, printable, run_guarded,
+                               thread_count)
 from nacrith_codec import key_values
 from nacrith_codec.errors import NacrithError
 
@@ -106,7 +107,7 @@ def _run(args) -> int:
     if not args.quiet or not report.ok:
         lines = report.summary().splitlines()
         for line in lines if not args.quiet else [x for x in lines if ": failed: " in x]:
-            print(line, file=sys.stderr)
+            print(printable(line), file=sys.stderr)  # file names come from anyone
     return 0 if report.ok else 1
 
 
@@ -122,5 +123,5 @@ def _checked(args) -> int:
     try:
         return _run(args)
     except (NacrithError, OSError, ValueError) as exc:
-        print(f"nacrith cluster: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"nacrith cluster: {type(exc).__name__}: {printable(str(exc))}", file=sys.stderr)
         return 1
