@@ -13,11 +13,12 @@ imported nacrith_codec fsspec answers "Compression type nacrith not supported"
 and ``compression="infer"`` reads ``.nc`` files as they are stored).
 
 One entry, ``nacrith``, also inferred from the ``.nc`` suffix.  ``.nc`` is
-NetCDF's suffix too, so NetCDF files pass through unchanged: a file that starts
+NetCDF's suffix too, so NetCDF files are read unchanged: a file that starts
 with a NetCDF signature (classic "CDF\\x01/\\x02/\\x05" or NetCDF-4's HDF5
-signature) is read as it is, and data written that starts with one is written
-as it is.  Anything else read must be a nacrith stream (FormatError otherwise,
-saying what it looks like).
+signature) is read as it is.  Anything else read must be a nacrith stream
+(FormatError otherwise, saying what it looks like).  What is written is always
+a nacrith stream, whatever its first bytes (so it reads back as written), and
+appending a stream to a NetCDF file is refused (it would read back as NetCDF).
 
 fsspec passes a compression no options, so they come from the environment:
 ``NACRITH_MODEL`` (a GGUF path) and ``NACRITH_OPTIONS``, comma-separated
@@ -93,50 +94,29 @@ def _peek(raw, n: int):
     return head, io.BufferedReader(_Prefixed(head, raw))
 
 
-class _SniffingWriter(io.RawIOBase):
-    """Writes NetCDF data as it is and anything else as a nacrith stream."""
-
-    def __init__(self, raw, mode: str, options):
-        self._raw, self._mode, self._options = raw, mode, options
-        self._head = bytearray()
-        self._target = None
-
-    def writable(self):
-        return True
-
-    def _decide(self):
-        head = bytes(self._head)
-        if head.startswith(NETCDF_SIGNATURES):
-            self._target = self._raw
-        else:
-            self._target = NacrithFile(self._raw, self._mode, **self._options)
-        self._target.write(head)
-
-    def write(self, data):
-        n = len(memoryview(data).cast("B"))
-        if self._target is None:
-            self._head += data
-            if len(self._head) >= _SNIFF:
-                self._decide()
-            return n
-        self._target.write(data)
-        return n
-
-    def close(self):
-        if not self.closed:
-            if self._target is None:
-                self._decide()
-            if self._target is not self._raw:
-                self._target.close()  # ends the stream; the raw file stays open for fsspec
-        super().close()
+def _refuse_appending_to_netcdf(infile):
+    """ValueError when the file ``infile`` appends to starts with a NetCDF signature: it is
+    read as it is, so a stream appended to it would read back as its compressed bytes."""
+    fs, path = getattr(infile, "fs", None), getattr(infile, "path", None)
+    if fs is None or path is None or not fs.exists(path):  # fsspec's files name both
+        return
+    head = fs.cat_file(path, 0, _SNIFF)  # not fs.open: memory:// would share the position
+    if head.startswith(NETCDF_SIGNATURES):
+        raise ValueError(f"{path} is a NetCDF file (it starts with a NetCDF signature), which "
+                         "compression='nacrith' reads as it is: a nacrith stream appended to "
+                         "it would read back as compressed bytes; write to another file")
 
 
 def open_nacrith(infile, mode="rb", **options):
-    """fsspec's compression callback: a NacrithFile over ``infile`` (NetCDF passes through)."""
+    """fsspec's compression callback: a NacrithFile over ``infile`` (a NetCDF file is read
+    as it is)."""
     if mode[0] == "r":
         head, reader = _peek(infile, _SNIFF)
         return reader if head.startswith(NETCDF_SIGNATURES) else NacrithFile(reader, "r", **options)
-    return io.BufferedWriter(_SniffingWriter(infile, mode[0], {**env_options(), **options}))
+    options = {**env_options(), **options}  # checked before anything is written
+    if mode[0] == "a":
+        _refuse_appending_to_netcdf(infile)
+    return NacrithFile(infile, mode[0], **options)
 
 
 def register():

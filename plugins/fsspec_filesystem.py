@@ -17,10 +17,15 @@ without the suffix are not nacrith files and are not listed.
 
 A file written through this filesystem appears in the target only when it
 was closed cleanly, and is discarded if writing failed or the ``with`` block
-raised: the codec's one rule for outputs (``nacrith_codec.output.Output``: a
-hidden temporary file renamed on success, or on object stores a multipart upload
-completed on success).  Within a transaction of the target filesystem, the
-transaction decides instead.
+raised, in binary and text modes alike: the codec's one rule for outputs
+(``nacrith_codec.output.Output``: a hidden temporary file renamed on success, or on
+object stores a multipart upload completed on success).  Within a transaction of the
+target filesystem, the transaction decides instead.  Writers racing for one file
+lose nothing silently: of two exclusive creators (``"x"``) the second fails with
+FileExistsError when it closes, and an append (``"a"``) is published only if the
+file still holds what it held when the append opened (ConflictError otherwise;
+checked and published under one lock in a process, a check then a rename between
+processes).
 
 Registered under the ``fsspec.specs`` entry point ``nacrith``, so the URL
 works without an import.  Storage options: ``model``, ``threads``, ``memlimit``
@@ -30,6 +35,7 @@ works without an import.  Storage options: ``model``, ``threads``, ``memlimit``
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 
@@ -38,7 +44,7 @@ from fsspec.implementations.chained import ChainedFileSystem
 
 from nacrith_codec.container import compressed_name, original_name
 from nacrith_codec.container.index import original_size
-from nacrith_codec.errors import NacrithError
+from nacrith_codec.errors import ConflictError, NacrithError
 from nacrith_codec.file import NacrithFile
 from nacrith_codec.output import Output
 
@@ -62,6 +68,16 @@ class _Publishing(NacrithFile):
             super().close()
         finally:
             self._output.discard() if self.broken else self._output.commit()
+
+
+def _copy_hashing(source, copy) -> bytes:
+    """The SHA-256 of what ``source`` holds, copied into ``copy`` on the way (if not None)."""
+    digest = hashlib.sha256()
+    while chunk := source.read(1 << 20):
+        digest.update(chunk)
+        if copy is not None:
+            copy.write(chunk)
+    return digest.digest()
 
 
 class NacrithFileSystem(ChainedFileSystem):
@@ -108,24 +124,39 @@ class NacrithFileSystem(ChainedFileSystem):
                                **self._read_options)
         if mode == "xb" and self.fs.exists(target):
             raise FileExistsError(f"{path} exists (stored as {target})")
-        previous = self._previous(target) if mode == "ab" else None
-        output = Output(target, self.fs, overwrite=True)
+        previous, digest = self._previous(target) if mode == "ab" else (None, None)
+        # "x", and "a" of a file that did not exist: published only if the name is still free
+        output = Output(target, self.fs, overwrite=mode == "wb" or previous is not None,
+                        precondition=(lambda: self._unchanged(path, target, digest))
+                        if previous is not None else None)
         if previous is not None:  # appending: the streams so far, then a new one
             with previous:
                 shutil.copyfileobj(previous, output)
         return _Publishing(output, **self._write_options)
 
     def _previous(self, target: str):
-        """A copy of the stored streams of a file opened for appending (None if it does not
-        exist), taken before the target is opened for writing: the new file, the old
-        streams followed by a new one, replaces it only when complete."""
+        """A copy of the stored streams of a file opened for appending and their digest
+        ((None, None) if it does not exist), taken before the target is opened for
+        writing: the new file, the old streams followed by a new one, replaces it only
+        when complete, and only if the file still holds them then."""
         if not self.fs.exists(target):
-            return None
+            return None, None
         copy = tempfile.SpooledTemporaryFile(max_size=16 << 20)
         with self.fs.open(target, "rb") as f:
-            shutil.copyfileobj(f, copy)
+            digest = _copy_hashing(f, copy)
         copy.seek(0)
-        return copy
+        return copy, digest
+
+    def _unchanged(self, path: str, target: str, digest: bytes):
+        """ConflictError unless ``target`` still holds the bytes whose digest is ``digest``."""
+        try:
+            with self.fs.open(target, "rb") as f:
+                now = _copy_hashing(f, None)
+        except FileNotFoundError:
+            now = None
+        if now != digest:
+            raise ConflictError(f"{path} was changed by another writer while this append was "
+                                f"being written; this append was not applied (append again)")
 
     def ls(self, path, detail=True, **kwargs):
         entries = [e for e in (self._logical(i) for i in self.fs.ls(

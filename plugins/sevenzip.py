@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from nacrith_codec import container
 from nacrith_codec.api import NacrithCompressor, NacrithDecompressor
-from nacrith_codec.errors import FormatError, NacrithError
+from nacrith_codec.errors import CorruptError, FormatError, NacrithError
 
 #: 7-Zip's rule for private method ids: 3F, five random bytes (ours), a method number.
 METHOD_ID = bytes.fromhex("3F35984265BC0001")
@@ -54,29 +54,52 @@ class SevenZipCompressor:
 class SevenZipDecompressor:
     """py7zr's decompressor interface: ``decompress(data, max_length=-1)``.
 
-    Bytes after the end of the stream (7zAES pads to 16 bytes) are ignored,
-    and calls after the end return nothing.
+    Bytes after the end of the stream (7zAES pads to 16 bytes) are ignored.  ``size`` is
+    the size the archive declares for the folder's output (py7zr's unpack size, passed
+    by ``register()``): the stream must end exactly there.  A stream that holds more
+    is a CorruptError when the size is reached, one that ends sooner when more is asked
+    of it, and the last byte is held back until the stream's end record has been read
+    and checked, so the member that ends the folder is never complete before its stream.
     """
 
-    def __init__(self, properties: bytes = PROPERTIES, block_size: int | None = None):
+    def __init__(self, properties: bytes = PROPERTIES, block_size: int | None = None,
+                 size: int | None = None):
         if len(properties) < 1 or properties[0] not in container.READABLE:
             raise FormatError(f"7z coder properties {bytes(properties).hex()} name a nacrith "
                               "format this build cannot read (it reads versions "
                               f"{', '.join(map(str, container.READABLE))})")
         self._decompressor = NacrithDecompressor()
+        self._size, self._given, self._held = size, 0, b""
 
     def decompress(self, data, max_length: int = -1) -> bytes:
-        if self._decompressor.eof:
-            return b""
+        d = self._decompressor
         try:
-            return self._decompressor.decompress(data, max_length)
+            if self._size is None:
+                return b"" if d.eof else d.decompress(data, max_length)
+            return self._to_declared_size(data, max_length)
         except FormatError as exc:
-            if self._decompressor.header is not None:
+            if d.header is not None:
                 raise
             raise FormatError(
                 "this 7z member's nacrith data is not a nacrith stream: if the archive is "
                 "encrypted, the password is probably wrong; otherwise the archive is damaged "
                 f"({exc})") from None
+
+    def _to_declared_size(self, data, max_length: int) -> bytes:
+        d, size = self._decompressor, self._size
+        if d.eof:  # asked for more after the stream's end
+            raise CorruptError(f"the archive is damaged: its nacrith stream ends after "
+                               f"{self._given:,} bytes, but the 7z folder declares {size:,}")
+        out = self._held + d.decompress(data, 1 if self._held else max_length)
+        self._held = b""
+        end = self._given + len(out)
+        if end > size or (end == size and not d.eof and d.decompress(b"", 1)):
+            raise CorruptError(f"the archive is damaged: its nacrith stream holds more than "
+                               f"the {size:,} bytes the 7z folder declares")
+        if end == size and not d.eof:  # the end record is still to come: hold the last byte
+            out, self._held = out[:-1], out[-1:]
+        self._given += len(out)
+        return out
 
 
 def register():
@@ -100,6 +123,14 @@ def register():
                                "numinstreams": 1, "numoutstreams": 1})
 
     c.SevenZipCompressor._set_alternate_compressors_coders = set_alternate_compressors_coders
+    make_decompressor = c.SevenZipDecompressor._get_alternative_decompressor
+
+    def get_alternative_decompressor(self, coder, unpacksize=None, password=None):
+        if c.SupportedMethods.get_filter_id(coder) != FILTER_NACRITH:
+            return make_decompressor(self, coder, unpacksize, password)
+        return SevenZipDecompressor(coder["properties"], self.block_size, unpacksize)
+
+    c.SevenZipDecompressor._get_alternative_decompressor = get_alternative_decompressor
     _check_filters_on_open()
 
 

@@ -18,14 +18,18 @@ import argparse
 import contextlib
 import os
 import pathlib
+import shutil
+import stat
 import sys
 import time
 
 import py7zr
 from py7zr.callbacks import ExtractCallback
 
-from nacrith_codec.cli import add_codec_arguments, codec_options, progress_bar, run_guarded
-from nacrith_codec.errors import NacrithError
+from nacrith_codec.cli import (add_codec_arguments, codec_options, complain, printable,
+                               progress_bar, run_guarded)
+from nacrith_codec.errors import ConflictError, NacrithError
+from nacrith_codec.output import Output
 
 from .sevenzip import FILTER_NACRITH
 
@@ -73,7 +77,7 @@ class _Progress(ExtractCallback):
     def report_start_preparation(self): pass  # noqa: E704
     def report_start(self, processing_file_path, processing_bytes): pass  # noqa: E704
     def report_end(self, processing_file_path, wrote_bytes): pass  # noqa: E704
-    def report_warning(self, message): print(f"nacrith 7z: {message}", file=sys.stderr)  # noqa: E704
+    def report_warning(self, message): print(f"nacrith 7z: {printable(str(message))}", file=sys.stderr)  # noqa: E704,E501
     def report_postprocess(self): pass  # noqa: E704
 
 
@@ -85,17 +89,49 @@ def _add(args) -> str:
         raise FileNotFoundError(f"nothing to add: {', '.join(missing)} not found")
     sizes = sum(os.path.getsize(os.path.join(d, f)) for n in args.names
                 for d, _, fs in (os.walk(n) if os.path.isdir(n) else [("", [], [n])]) for f in fs)
-    mode = "a" if os.path.exists(args.archive) else "w"
-    with _bar(args, sizes) as bar:
+    with _bar(args, sizes) as bar, _updating(args.archive) as (fp, mode):
         nacrith = {"id": FILTER_NACRITH, **codec_options(args),
                    **({"model": args.model} if args.model else {}),
                    **({"progress": bar.update} if bar is not None else {})}
         filters = [nacrith] + ([{"id": py7zr.FILTER_CRYPTO_AES256_SHA256}] if args.password else [])
-        with py7zr.SevenZipFile(args.archive, mode, filters=filters, password=args.password) as z:
+        with py7zr.SevenZipFile(fp, mode, filters=filters, password=args.password) as z:
             for name in args.names:
                 arcname = os.path.basename(os.path.normpath(name))
                 z.writeall(name, arcname) if os.path.isdir(name) else z.write(name, arcname)
     return f"{len(args.names)} item(s) added to {args.archive}: {os.path.getsize(args.archive)} bytes"
+
+
+@contextlib.contextmanager
+def _updating(archive: str):
+    """(a file, py7zr's mode) to build ``archive`` in: a hidden temporary file beside it,
+    holding a copy of the archive when it exists (7-Zip's own way of updating), renamed
+    over it only once py7zr has written everything.  An interrupted, failed or refused
+    addition leaves the archive as it was, and a new archive absent.  The archive must
+    not change meanwhile (ConflictError: another run added to it first)."""
+    before = os.stat(archive) if os.path.exists(archive) else None
+    if before is not None and not py7zr.is_7zfile(archive):
+        raise FileExistsError(f"{archive} exists and is not a 7z archive; it was left as it "
+                              "is (name a new archive)")
+
+    def unchanged():
+        now = os.stat(archive) if os.path.exists(archive) else None
+        if before is not None and (now is None or _identity(now) != _identity(before)):
+            raise ConflictError(f"{archive} was changed by another writer meanwhile; these "
+                                "files were not added (add them again)")
+
+    with Output(archive, overwrite=before is not None, update=True,
+                exists_hint=" (created by another writer meanwhile)",
+                precondition=unchanged) as out:
+        if before is not None:
+            with open(archive, "rb") as old:
+                shutil.copyfileobj(old, out.file)
+            os.fchmod(out.fileno(), stat.S_IMODE(before.st_mode))  # who may read it stays
+            out.file.seek(0)
+        yield out.file, "a" if before is not None else "w"
+
+
+def _identity(st: os.stat_result) -> tuple:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _extract(args) -> str:
@@ -157,7 +193,8 @@ def _list(args) -> str:
     for m in members:
         when = m.creationtime.strftime("%Y-%m-%d %H:%M:%S") if m.creationtime else ""
         crc = f"{m.crc32:08x}" if m.crc32 is not None else ""
-        print(f"{when:19} {m.uncompressed if not m.is_directory else 'D':>12} {crc:>8}  {m.filename}")
+        print(f"{when:19} {m.uncompressed if not m.is_directory else 'D':>12} {crc:>8}  "
+              f"{printable(m.filename)}")
     total = sum(m.uncompressed for m in members)
     return f"{len(members)} item(s), {total} bytes, archive {os.path.getsize(args.archive)} bytes"
 
@@ -184,7 +221,7 @@ def main(argv=None) -> int:
     except SystemExit as exc:
         return USAGE if exc.code else OK
     if args.verb != "a" and not os.path.exists(args.archive):
-        print(f"nacrith 7z: {args.archive}: no such archive", file=sys.stderr)
+        print(f"nacrith 7z: {printable(args.archive)}: no such archive", file=sys.stderr)
         return FATAL
 
     def work():
@@ -192,17 +229,17 @@ def main(argv=None) -> int:
         try:
             summary = _VERBS[args.verb](args)
         except _Usage as exc:
-            print(f"nacrith 7z: {exc}", file=sys.stderr)
+            print(f"nacrith 7z: {printable(str(exc))}", file=sys.stderr)
             return USAGE
         except py7zr.exceptions.PasswordRequired:
-            print(f"nacrith 7z: {args.archive}: the archive is encrypted: give its password "
+            print(f"nacrith 7z: {printable(args.archive)}: the archive is encrypted: give its password "
                   "with -p PASSWORD", file=sys.stderr)
             return FATAL
         except (NacrithError, OSError, ValueError, py7zr.exceptions.ArchiveError) as exc:
-            print(f"nacrith 7z: {args.archive}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            complain("nacrith 7z", args.archive, exc)
             return FATAL
         if not args.quiet:
-            print(f"{summary} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+            print(f"{printable(summary)} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
         return OK
 
     status = run_guarded("nacrith 7z", work)
