@@ -63,6 +63,20 @@ def forge_first_block(packed: bytes, mutate) -> bytes:
     return reframe(packed, mutate=mutate)
 
 
+@pytest.fixture(params=["file", "memory"])
+def base(request, tmp_path):
+    """A base URL on a local directory and on memory:// (real fsspec filesystems)."""
+    import fsspec
+    if request.param == "file":
+        yield f"file://{tmp_path}"
+        return
+    url = f"memory://bucket-{tmp_path.name}"
+    yield url
+    memory = fsspec.filesystem("memory")
+    if memory.exists(url.replace("memory://", "/")):
+        memory.rm(url.replace("memory://", "/"), recursive=True)
+
+
 @pytest.fixture(scope="session")
 def alice() -> bytes:
     return (FIXTURES / "alice29.txt").read_bytes()
