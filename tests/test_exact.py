@@ -43,21 +43,24 @@ def exact(request):
     return Engine.get(resolve_model_path(request.param), kind="exact")
 
 
-def _network(engine):
-    """The engine's network, for Gemma with local layers of LOCAL_WINDOW positions."""
+def _network(engine, products=None):
+    """The engine's network (its weight products: ``products``, else the CPU's default,
+    8-bit), for Gemma with local layers of LOCAL_WINDOW positions."""
     net = engine.model.network
-    if net.shape.arch != "gemma3":
+    if net.shape.arch != "gemma3" and products in (None, net.products):
         return net
-    if engine not in _networks:
+    if (engine, products) not in _networks:
         arrays, meta = weights.load(engine.model.path)
-        shape = dataclasses.replace(net.shape, local_window=LOCAL_WINDOW)
-        _networks[engine] = network.Network(arrays, {**meta, "shape": dataclasses.asdict(shape)})
-    return _networks[engine]
+        shape = dataclasses.replace(net.shape, local_window=LOCAL_WINDOW
+                                    if net.shape.arch == "gemma3" else 0)
+        _networks[engine, products] = network.Network(
+            arrays, {**meta, "shape": dataclasses.asdict(shape)}, products=products)
+    return _networks[engine, products]
 
 
-def _logits(engine, feeds, streams=1, rows=None):
+def _logits(engine, feeds, streams=1, rows=None, products=None):
     """Logits of each step: ``feeds`` is a list of steps, each a list of (stream, token)."""
-    ctx = context.Context(_network(engine), streams, **WINDOW)
+    ctx = context.Context(_network(engine, products), streams, **WINDOW)
     out = []
     for step in feeds:
         ctx.push(np.zeros(0, np.int32))
@@ -77,12 +80,15 @@ def _tokens(engine, english, n=40):
 INTEGER_COLUMNS = 1 << 16
 
 
-def test_float_products_equal_an_integer_evaluation_bit_for_bit(exact, english, monkeypatch):
-    """The first steps of real text: BLAS float32 products against int64 ones (no BLAS),
-    one token at a time and in chunks of 4 (a stream's rows against its slots in place)."""
+def test_products_equal_an_integer_evaluation_bit_for_bit(exact, english, monkeypatch):
+    """The first steps of real text: the CPU's 8-bit weight products (onnxruntime) and
+    BLAS float32 products against int64 ones (no BLAS, no onnxruntime), one token at a time
+    and in chunks of 4 (a stream's rows against its slots in place)."""
     tokens = _tokens(exact, english, 6)
     feeds = [[(0, t)] for t in tokens]
+    assert _network(exact).products == "int8"  # the CPU's default where onnxruntime imports
     fast = _logits(exact, feeds)
+    floats = _logits(exact, feeds, products="float32")
     largest = []
 
     def integer_product(a, b):
@@ -96,13 +102,14 @@ def test_float_products_equal_an_integer_evaluation_bit_for_bit(exact, english, 
 
     monkeypatch.setattr(network, "product", integer_product)
     monkeypatch.setattr(context, "product", integer_product)
-    slow = _logits(exact, feeds)
+    slow = _logits(exact, feeds, products="float32")
     chunked, _ = _chunked(exact, [tokens], [4])
     assert max(largest) < 1 << 24  # every sum exact in float32, as the bounds promise
-    for a, b, c in zip(fast, slow, chunked[0]):
-        a, b, c = a[0][:INTEGER_COLUMNS], b[0][:INTEGER_COLUMNS], c[:INTEGER_COLUMNS]
+    for a, f, b, c in zip(fast, floats, slow, chunked[0]):
+        a, f, b = (x[0][:INTEGER_COLUMNS] for x in (a, f, b))
         assert a.view(np.uint32).tolist() == b.view(np.uint32).tolist()
-        assert a.view(np.uint32).tolist() == c.view(np.uint32).tolist()
+        assert f.view(np.uint32).tolist() == b.view(np.uint32).tolist()
+        assert a.view(np.uint32).tolist() == c[:INTEGER_COLUMNS].view(np.uint32).tolist()
 
 
 def test_a_streams_logits_do_not_depend_on_what_shares_its_steps(exact, english, alice):

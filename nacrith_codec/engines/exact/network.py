@@ -6,7 +6,9 @@ or GPU: 8-bit weights per output row (and keys and values per head) times
 14-bit activations per token row (and queries per head), each activation cut
 in two 7-bit halves, ``high * 128 + low``, that go through the product as two
 rows of one GEMM (for a memory-bound product nearly free) and are joined
-afterwards in float64.  Scales are applied with correctly rounded
+afterwards in float64.  On the CPU the weight products run on 8-bit integers
+(numerics/int8.py: onnxruntime's MatMulInteger, the same integers 2.5-3.8 times
+sooner); float32 GEMM stays their reference, and the GPU's.  Scales are applied with correctly rounded
 multiplications in an order the code fixes, norms sum squares of integers (exact in any
 order), and exp, sigmoid (so SiLU and GELU) and RoPE come from ``tables``.  A row's numbers
 depend only on its own token and its own stream's cache: never on which other
@@ -20,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import weights
-from ...numerics import tables
+from ...numerics import int8, tables
 from ...numerics.arrays import module_of
 from .device import CPU, Device
 
@@ -62,39 +64,56 @@ def product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 class Linear:
     """y = x W^T for 14-bit x rows and 8-bit W rows, exact: the halves of x (|h| <= 64)
-    times W over K <= 2,048 inputs stay below 64 * 127 * 2,048 < 2**24."""
+    times W over K <= 2,048 inputs stay below 64 * 127 * 2,048 < 2**24.  With ``eight_bit``
+    the product runs on 8-bit integers (int8.Int8Matrix: the same integers)."""
 
-    def __init__(self, q: np.ndarray, scale: np.ndarray):
+    def __init__(self, q: np.ndarray, scale: np.ndarray, eight_bit: bool = False):
         self.q, self.scale = q, scale  # (K, N) integers as float32, (N,) float64
         if (HALF // 2) * weights.WEIGHT_LEVELS * q.shape[0] >= F32_EXACT:
             raise ValueError(f"a {q.shape[0]}-input product would not be exact in float32")
+        self.int8 = int8.Int8Matrix(q) if eight_bit else None
 
     def __call__(self, xq: np.ndarray, xs: np.ndarray) -> np.ndarray:
-        acc = joined(product(halves(xq, 0), self.q), 0)
+        h = halves(xq, 0)
+        acc = joined(self.int8(h) if self.int8 is not None else product(h, self.q), 0)
         return (acc * xs[:, None]) * self.scale[None, :]
 
 
 _MATRICES = ("qkv", "o", "gate_up", "down")
 
 
+#: How the weight products are computed: "int8" (onnxruntime, the CPU only) or "float32"
+#: (GEMM: the reference, and a GPU's); the same integers either way.
+PRODUCTS = ("int8", "float32")
+
+
 class Network:
     """The model's integer weights on a device (weights.load: read from a cache, made once
-    per model file; or weights.seeded's) and the arithmetic of one layer's parts."""
+    per model file; or weights.seeded's) and the arithmetic of one layer's parts.
+    ``products``: PRODUCTS' name, or None for int8 on the CPU where onnxruntime imports."""
 
-    def __init__(self, arrays: dict, meta: dict, device: Device = CPU):
+    def __init__(self, arrays: dict, meta: dict, device: Device = CPU,
+                 products: str | None = None):
         self.shape = s = weights.Shape(**meta["shape"])
         self.bos, self.pieces = meta["bos"], weights.unpack_pieces(arrays)
         self.n_vocab = s.vocab
         self.device = device
+        if products is None:
+            products = "int8" if device.xp is np and int8.available() else "float32"
+        if products not in PRODUCTS or (products == "int8" and device.xp is not np):
+            raise ValueError(f"products={products!r}: one of {PRODUCTS} (int8 on the CPU only)")
+        self.products = products
+        eight_bit = products == "int8"
         self.embed_scale = float(np.sqrt(np.float64(s.embd)))  # Gemma's (correctly rounded)
         with device.scope():
             put = device.put
             self.embedding = put(arrays["embedding"])  # exact Q8_0 values, (vocab, embd) float32
-            self.output = Linear(put(arrays["output.q"]), put(arrays["output.scale"]))
+            self.output = Linear(put(arrays["output.q"]), put(arrays["output.scale"]),
+                                 eight_bit)
             self.layers = []
             for i in range(s.layers):
-                layer = {m: Linear(put(arrays[f"{i}.{m}.q"]), put(arrays[f"{i}.{m}.scale"]))
-                         for m in _MATRICES}
+                layer = {m: Linear(put(arrays[f"{i}.{m}.q"]), put(arrays[f"{i}.{m}.scale"]),
+                                   eight_bit) for m in _MATRICES}
                 layer.update({name: put(arrays[f"{i}.{name}"]) for name in weights.norms(s)})
                 self.layers.append(layer)
             self.final_norm = put(arrays["output_norm"])
@@ -102,8 +121,8 @@ class Network:
         self.kv_bytes_per_token = s.layers * s.kv_heads * (2 * 4 * s.head_dim + 2 * 8)
 
     @classmethod
-    def from_file(cls, path, device: Device = CPU) -> "Network":
-        return cls(*weights.load(path), device)
+    def from_file(cls, path, device: Device = CPU, products: str | None = None) -> "Network":
+        return cls(*weights.load(path), device, products)
 
     def _inverse_rms(self, x: np.ndarray) -> np.ndarray:
         """1 / RMS of float64 rows (the last axis), from integer sums of squares."""

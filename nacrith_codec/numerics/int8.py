@@ -1,0 +1,96 @@
+"""Exact 8-bit matrix products on the CPU: onnxruntime's ``MatMulInteger``.
+
+``Int8Matrix(w)`` holds a constant matrix of integers in [-127, 127] (int8), packed once
+by onnxruntime, and multiplies rows of integers in [-64, 64] by it: the rows go in as
+uint8 ``x + 64`` (0..128) and ``64 * column sums of w`` is taken off the int32 result,
+exactly.  Every result is the exact integer product, whatever the kernel:
+
+- VNNI, AMX and ARM's dot-product kernels accumulate into int32, and a row of K inputs
+  sums to at most 128 * 127 * K (below 2**31 for K < 132,000);
+- AVX2's ``vpmaddubsw`` adds pairs of uint8 x int8 products in int16 with saturation,
+  which cannot saturate while the uint8 side is at most 128 and the int8 side within
+  [-127, 127] (2 * 128 * 127 = 32,512 < 32,767).
+
+Both bounds are checked on every call and at construction (``BoundsError``), not
+assumed.  These are the same integers a float32 GEMM of the same operands computes
+whenever its sums stay below 2**24 (the engine's float32 ``product``, and its reference),
+2.5-3.8 times sooner at a decoder's 8 to 64 rows (REFERENCE.md section 6; measured in
+``nacrith bench --products``).
+
+Each session runs on one thread, the caller's: no thread pool that spins while it waits
+(``session.intra_op.allow_spinning`` off as well), and callers that run several
+products at once (a prefill's threads) each get a core.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: The largest magnitude of the weights (the int8 side) and of the rows (before the offset).
+WEIGHT_LIMIT, ROW_LIMIT = 127, 64
+OFFSET = ROW_LIMIT  # rows go in as x + OFFSET, 0 .. 128
+
+
+class BoundsError(ValueError):
+    """An operand outside the bounds that make the 8-bit product exact on every kernel."""
+
+
+def available() -> bool:
+    """Whether onnxruntime (and onnx, which builds the graphs) can be imported here."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class Int8Matrix:
+    """``x @ w`` for float32 rows ``x`` (M, K) of integers in [-64, 64] and a constant
+    ``w`` (K, N) of integers in [-127, 127]: the exact int32 product."""
+
+    def __init__(self, w: np.ndarray):
+        w8 = np.asarray(w).astype(np.int8)  # what does not fit wraps around: caught below
+        if w8.min(initial=0) < -WEIGHT_LIMIT or not np.array_equal(w8, w):
+            raise BoundsError(f"8-bit product weights must be integers in [-{WEIGHT_LIMIT}, "
+                              f"{WEIGHT_LIMIT}]")
+        self.shape = w8.shape
+        self._offset = OFFSET * w8.sum(axis=0, dtype=np.int32)  # (N,): exact in int32
+        self._session = _session(w8)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        shifted = x + np.float32(OFFSET)
+        if shifted.min(initial=0) < 0 or shifted.max(initial=0) > 2 * ROW_LIMIT:
+            raise BoundsError(f"8-bit product rows must be integers in [-{ROW_LIMIT}, "
+                              f"{ROW_LIMIT}]")
+        rows = shifted.astype(np.uint8)
+        if not np.array_equal(rows, shifted):
+            raise BoundsError("8-bit product rows must be integers")
+        out = self._session.run(None, {"x": rows})[0]
+        out -= self._offset
+        return out
+
+
+def _session(w8: np.ndarray):
+    """An onnxruntime session of one MatMulInteger whose weights are a constant (packed
+    once), on the caller's thread."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    k, n = w8.shape
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["x", "w"], ["y"])], "int8_product",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, ["rows", k])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, ["rows", n])],
+        [numpy_helper.from_array(w8, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.log_severity_level = 3  # errors only
+    # no arena per session: 121 of them kept about 600 MB of a prefill's outputs reserved
+    options.enable_cpu_mem_arena = options.enable_mem_pattern = False
+    return ort.InferenceSession(model.SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])
