@@ -291,8 +291,9 @@ def _variations():
                    "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"},
                   NO_LLAMA + DECODE)
         for core in ("Haswell", "Sandybridge"):
-            out.append((f"OpenBLAS {core} kernels, 2 threads",
-                        {"OPENBLAS_CORETYPE": core, "OPENBLAS_NUM_THREADS": "2"}, DECODE))
+            out.append((f"OpenBLAS {core} kernels, 2 threads, numba for a generic CPU",
+                        {"OPENBLAS_CORETYPE": core, "OPENBLAS_NUM_THREADS": "2",
+                         "NUMBA_CPU_NAME": "generic"}, DECODE))
         out.append(("OpenBLAS Prescott kernels, numpy baseline: encoding again",
                     {"OPENBLAS_CORETYPE": "Prescott",
                      "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"}, ENCODE))

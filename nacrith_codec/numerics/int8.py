@@ -58,6 +58,11 @@ class Int8Matrix:
         self._offset = OFFSET * w8.sum(axis=0, dtype=np.int32)  # (N,): exact in int32
         self._session = _session(w8)
 
+    @property
+    def offset(self) -> np.ndarray:
+        """What ``run``'s result holds beside the product: OFFSET times each column's sum."""
+        return self._offset
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         shifted = x + np.float32(OFFSET)
         if shifted.min(initial=0) < 0 or shifted.max(initial=0) > 2 * ROW_LIMIT:
@@ -66,9 +71,16 @@ class Int8Matrix:
         rows = shifted.astype(np.uint8)
         if not np.array_equal(rows, shifted):
             raise BoundsError("8-bit product rows must be integers")
-        out = self._session.run(None, {"x": rows})[0]
+        out = self.run(rows)
         out -= self._offset
         return out
+
+    def run(self, rows: np.ndarray) -> np.ndarray:
+        """The int32 product of uint8 ``rows`` (already offset: 0..128) by the matrix,
+        ``offset`` not yet taken off (kernels.join_scaled does it on the way)."""
+        if rows.dtype != np.uint8 or rows.max(initial=0) > 2 * ROW_LIMIT:
+            raise BoundsError(f"8-bit product rows must be uint8 in [0, {2 * ROW_LIMIT}]")
+        return self._session.run(None, {"x": rows})[0]
 
 
 def _session(w8: np.ndarray):

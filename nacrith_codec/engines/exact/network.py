@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import weights
-from ...numerics import int8, tables
+from ...numerics import int8, kernels, tables
 from ...numerics.arrays import module_of
 from .device import CPU, Device
 
@@ -65,7 +65,8 @@ def product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class Linear:
     """y = x W^T for 14-bit x rows and 8-bit W rows, exact: the halves of x (|h| <= 64)
     times W over K <= 2,048 inputs stay below 64 * 127 * 2,048 < 2**24.  With ``eight_bit``
-    the product runs on 8-bit integers (int8.Int8Matrix: the same integers)."""
+    the product runs on 8-bit integers (int8.Int8Matrix: the same integers), and the
+    halves, the join and the scaling around it in compiled kernels (the same bits)."""
 
     def __init__(self, q: np.ndarray, scale: np.ndarray, eight_bit: bool = False):
         self.q, self.scale = q, scale  # (K, N) integers as float32, (N,) float64
@@ -74,8 +75,10 @@ class Linear:
         self.int8 = int8.Int8Matrix(q) if eight_bit else None
 
     def __call__(self, xq: np.ndarray, xs: np.ndarray) -> np.ndarray:
-        h = halves(xq, 0)
-        acc = joined(self.int8(h) if self.int8 is not None else product(h, self.q), 0)
+        if self.int8 is not None:  # the same operations, compiled (kernels.py)
+            raw = self.int8.run(kernels.split_rows(xq))
+            return kernels.join_scaled(raw, self.int8.offset, xs, self.scale)
+        acc = joined(product(halves(xq, 0), self.q), 0)
         return (acc * xs[:, None]) * self.scale[None, :]
 
 
