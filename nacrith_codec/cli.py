@@ -211,6 +211,9 @@ def _sink(args, dst, like):
     return Output(dst, overwrite=args.force, like=like, exists_hint="; use -f to overwrite it")
 
 
+_TO_TERMINAL = "compressed data not written to a terminal (use -f to force)"
+
+
 def _check_output(args, src_status, dst: str | None):
     """What gzip and xz refuse before any work: an output that is the input itself (the
     same device and inode: a link, ``./a``, a hard link), whatever -f says; compressed data
@@ -218,7 +221,7 @@ def _check_output(args, src_status, dst: str | None):
     output that does not keep the data (a device or FIFO)."""
     if dst is None:
         if not args.decompress and not args.test and sys.stdout.isatty() and not args.force:
-            raise ValueError("compressed data not written to a terminal (use -f to force)")
+            raise ValueError(_TO_TERMINAL)
         return
     try:
         out = os.stat(dst)
@@ -238,7 +241,7 @@ def _check_output(args, src_status, dst: str | None):
         raise ValueError(f"--rm: the output {printable(dst)} is a device or FIFO, which does "
                          "not keep the data; the input was kept and nothing was done")
     if not args.decompress and not args.force and _is_terminal(dst):
-        raise ValueError("compressed data not written to a terminal (use -f to force)")
+        raise ValueError(_TO_TERMINAL)
 
 
 def _is_terminal(path: str) -> bool:
@@ -487,10 +490,11 @@ def printable(text: str) -> str:
                    for c in text)
 
 
-def complain(prog: str, name: str, exc: BaseException):
-    """The one line an error is reported in: program, file, exception and message, escaped."""
-    print(f"{prog}: {printable(name)}: {type(exc).__name__}: {printable(str(exc))}",
-          file=sys.stderr)
+def complain(prog: str, name: str | None, exc: BaseException):
+    """The one line an error is reported in: program, file (if any), exception and
+    message, escaped."""
+    where = f"{printable(name)}: " if name is not None else ""
+    print(f"{prog}: {where}{type(exc).__name__}: {printable(str(exc))}", file=sys.stderr)
 
 
 def _main_cluster(argv) -> int:

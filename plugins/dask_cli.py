@@ -15,8 +15,8 @@ import json
 import logging
 import sys
 
-from nacrith_codec.cli import (add_codec_arguments, codec_options, printable, run_guarded,
-                               thread_count)
+from nacrith_codec.cli import (add_codec_arguments, codec_options, complain, printable,
+                               run_guarded, thread_count)
 from nacrith_codec import key_values
 from nacrith_codec.errors import NacrithError
 
@@ -123,5 +123,5 @@ def _checked(args) -> int:
     try:
         return _run(args)
     except (NacrithError, OSError, ValueError) as exc:
-        print(f"nacrith cluster: {type(exc).__name__}: {printable(str(exc))}", file=sys.stderr)
+        complain("nacrith cluster", None, exc)
         return 1

@@ -115,13 +115,13 @@ def _updating(archive: str):
 
     def unchanged():
         now = os.stat(archive) if os.path.exists(archive) else None
-        if before is not None and (now is None or _identity(now) != _identity(before)):
+        if now is None or _identity(now) != _identity(before):
             raise ConflictError(f"{archive} was changed by another writer meanwhile; these "
                                 "files were not added (add them again)")
 
     with Output(archive, overwrite=before is not None, update=True,
                 exists_hint=" (created by another writer meanwhile)",
-                precondition=unchanged) as out:
+                precondition=unchanged if before is not None else None) as out:
         if before is not None:
             with open(archive, "rb") as old:
                 shutil.copyfileobj(old, out.file)

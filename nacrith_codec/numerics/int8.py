@@ -11,11 +11,12 @@ exactly.  Every result is the exact integer product, whatever the kernel:
   which cannot saturate while the uint8 side is at most 128 and the int8 side within
   [-127, 127] (2 * 128 * 127 = 32,512 < 32,767).
 
-Both bounds are checked on every call and at construction (``BoundsError``), not
-assumed.  These are the same integers a float32 GEMM of the same operands computes
-whenever its sums stay below 2**24 (the engine's float32 ``product``, and its reference),
-2.5-3.8 times sooner at a decoder's 8 to 64 rows (REFERENCE.md section 6; measured in
-``nacrith bench --products``).
+Both bounds are checked, not assumed: the weights at construction, the rows by whatever
+makes them (``__call__``, or kernels.split_rows for ``run``) (``BoundsError``).  These
+are the same integers a float32 GEMM of the same operands computes whenever its sums
+stay below 2**24 (the engine's float32 ``product``, and its reference), 3.8-4.2 times
+sooner for SmolLM2 at a decoder's 8 to 32 rows (REFERENCE.md section 6; measured by
+``python -m nacrith_codec.bench.products``).
 
 Each session runs on one thread, the caller's: no thread pool that spins while it waits
 (``session.intra_op.allow_spinning`` off as well), and callers that run several
@@ -54,7 +55,6 @@ class Int8Matrix:
         if w8.min(initial=0) < -WEIGHT_LIMIT or not np.array_equal(w8, w):
             raise BoundsError(f"8-bit product weights must be integers in [-{WEIGHT_LIMIT}, "
                               f"{WEIGHT_LIMIT}]")
-        self.shape = w8.shape
         self._offset = OFFSET * w8.sum(axis=0, dtype=np.int32)  # (N,): exact in int32
         self._session = _session(w8)
 
@@ -76,10 +76,11 @@ class Int8Matrix:
         return out
 
     def run(self, rows: np.ndarray) -> np.ndarray:
-        """The int32 product of uint8 ``rows`` (already offset: 0..128) by the matrix,
-        ``offset`` not yet taken off (kernels.join_scaled does it on the way)."""
-        if rows.dtype != np.uint8 or rows.max(initial=0) > 2 * ROW_LIMIT:
-            raise BoundsError(f"8-bit product rows must be uint8 in [0, {2 * ROW_LIMIT}]")
+        """The int32 product of uint8 ``rows`` by the matrix, ``offset`` not yet taken off
+        (kernels.join_scaled does it on the way).  The rows' bound (0..128) is checked
+        where they are made (``__call__``, kernels.split_rows), not again per product."""
+        if rows.dtype != np.uint8:
+            raise BoundsError("8-bit product rows must be uint8 (made by split_rows)")
         return self._session.run(None, {"x": rows})[0]
 
 
