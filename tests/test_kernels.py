@@ -1,9 +1,12 @@
 """The compiled kernels (numerics/kernels.py) give numpy's bits: the engine's reference
-operations (network.halves, joined and Linear's scaling) against the kernels, here and
-in a subprocess whose numba compiles for a generic CPU (no AVX, no FMA to contract into).
-The model-level proof (every golden stream re-encoded, logits against int64 products) is
-in test_exact.py and test_golden.py."""
+operations (network.halves, joined and Linear's scaling) against the kernels, and small
+seeded networks of both architectures computed with the kernels (8-bit products) and with
+numpy's reference operations (float32 products), through slides of the window, local
+layers, late streams and prefills; here and in a subprocess whose numba compiles for a
+generic CPU (no AVX, no FMA to contract into).  The real models' proof (every golden
+stream re-encoded, logits against int64 products) is in test_exact.py and test_golden.py."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -11,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from nacrith_codec.engines.exact import network
+from nacrith_codec.engines.exact import context, network, weights
 from nacrith_codec.numerics import kernels
 from nacrith_codec.numerics.int8 import OFFSET, BoundsError
 
@@ -51,6 +54,62 @@ def test_rows_outside_the_bounds_are_refused():
             kernels.split_rows(q)
 
 
+#: Small networks of both architectures with the real models' heads and RoPE bases (their
+#: tables): Gemma's with local layers of 5 positions, every second layer global.
+SHAPES = {
+    "llama": dataclasses.replace(weights.SMOLLM2, layers=2, embd=128, ffn=256, heads=4,
+                                 kv_heads=2, vocab=512),
+    "gemma3": weights.Shape(layers=2, embd=128, ffn=256, heads=2, kv_heads=1, head_dim=256,
+                            vocab=512, rope_base=1e6, eps=1e-6, context=8192, arch="gemma3",
+                            local_window=5, global_every=2, local_rope_base=10000.0),
+}
+
+
+def _run(arch: str, products: str, seed: int = 0) -> list:
+    """Logits and hidden states of every step of a seeded network: 3 streams in a window of
+    16 that slides by 12 behind a sink of 1 (so a local layer's row at slot 4 may sit at
+    position 20), stream 1 joining late and stream 2 sitting out
+    every third step, then every stream fed a prefill of 5 tokens at once."""
+    arrays, meta = weights.seeded(SHAPES[arch], seed)
+    net = network.Network(arrays, meta, products=products)
+    assert net.compiled == (products == "int8")
+    ctx = context.Context(net, 3, window=16, slide=12, sink=1, pending=5, own_slots=True,
+                          threads=1)
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in range(40):
+        rows = [i for i in range(3) if not (i == 1 and t < 6) and not (i == 2 and t % 3 == 2)]
+        for i in rows:
+            ctx.waiting[i, 0], ctx.pending[i] = rng.integers(net.n_vocab), 1
+        out += [ctx.step(rows).copy(), ctx.hidden.copy()]
+    for i in range(3):
+        ctx.pending[i] = k = min(5, ctx.room(i))
+        ctx.waiting[i, :k] = rng.integers(net.n_vocab, size=k)
+    out += [ctx.step([0, 1, 2], every=True).copy(), ctx.hidden.copy()]
+    return out
+
+
+def _same_networks(arch: str) -> bool:
+    kernels_run, reference = _run(arch, "int8"), _run(arch, "float32")
+    return all(a.tobytes() == b.tobytes() for a, b in zip(kernels_run, reference))
+
+
+@pytest.mark.parametrize("arch", sorted(SHAPES))
+def test_networks_with_kernels_give_the_reference_operations_bits(arch):
+    assert _same_networks(arch)
+
+
+def test_a_kernel_that_rounded_differently_would_be_caught(monkeypatch):
+    """The comparison can fail: the attention's weights rounded down instead of to nearest."""
+    attend = kernels.attend
+
+    def floored(*args):
+        out = attend(*args)
+        return out * (1 - 2.0 ** -52)
+    monkeypatch.setattr(kernels, "attend", floored)
+    assert not _same_networks("llama")
+
+
 GENERIC = """
 import sys, numpy as np
 sys.path.insert(0, sys.argv[1])
@@ -61,6 +120,8 @@ for seed in range(3):
     split, out = t._reference(q, raw, offset, xs, scale)
     assert np.array_equal(kernels.split_rows(q), split)
     assert kernels.join_scaled(raw, offset, xs, scale).tobytes() == out.tobytes()
+for arch in t.SHAPES:
+    assert t._same_networks(arch), arch
 import numba
 print(numba.config.CPU_NAME)
 """

@@ -24,14 +24,29 @@ on the caller's thread (no ``parallel``: no thread pool).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
+from . import tables
 from .int8 import OFFSET, ROW_LIMIT, BoundsError
 
 #: The largest magnitude of a row split into two 7-bit halves (network.ACT_LEVELS).
 SPLIT_LIMIT = 8191
 
 _compiled = None
+_COMPILING = threading.Lock()
+
+
+def _split_into(v, out, low_row, high_row, j):
+    """One 14-bit integer ``v`` as its uint8 halves + 64 (False if it is not one)."""
+    ok = abs(v) <= 8191.0 and v == np.rint(v)  # NaN fails both
+    if not ok:
+        v = 0.0
+    high = np.rint(v * (1.0 / 128))
+    out[high_row, j] = np.uint8(high + 64.0)
+    out[low_row, j] = np.uint8(v - high * 128.0 + 64.0)
+    return ok
 
 
 def _split_rows(q, out):
@@ -39,13 +54,7 @@ def _split_rows(q, out):
     ok = True
     for i in range(m):
         for j in range(k):
-            v = q[i, j]
-            if not (abs(v) <= 8191.0) or v != np.rint(v):  # NaN fails the first test
-                ok = False
-                v = np.float32(0.0)
-            high = np.rint(v * np.float32(1.0 / 128))
-            out[i, j] = np.uint8(high + np.float32(64.0))
-            out[m + i, j] = np.uint8(v - high * np.float32(128.0) + np.float32(64.0))
+            ok &= _split_into(np.float64(q[i, j]), out, m + i, i, j)
     return ok
 
 
@@ -59,29 +68,209 @@ def _join_scaled(raw, offset, xs, scale, out):
             out[i, j] = ((high * 128.0 + low) * x) * scale[j]
 
 
+def _top(x):
+    """network.quantize's largest magnitude of a row: 1.0 where all are 0."""
+    top = 0.0
+    for v in x:
+        top = max(top, abs(v))
+    return top if top > 0 else 1.0
+
+
+def _quantized_split(y, out, i, m):
+    """Row ``y`` (float64) quantized to ACT_LEVELS and split into rows i and m + i of
+    ``out``; (its scale, whether every integer was in bounds)."""
+    top = _top(y)
+    mul = 8191.0 / top
+    ok = True
+    for j in range(len(y)):
+        ok &= _split_into(np.rint(y[j] * mul), out, m + i, i, j)
+    return top / 8191.0, ok
+
+
+def _norm_split(x, gain, eps, out, xs, row):
+    m, k = x.shape
+    ok = True
+    for i in range(m):
+        top = _top(x[i])
+        mul = 32767.0 / top
+        sums = 0.0  # integers below 2**53: exact in any order
+        for j in range(k):
+            v = np.rint(x[i, j] * mul)
+            sums += v * v
+        unit = top / 32767.0
+        inv = 1.0 / np.sqrt((sums * (unit * unit)) / k + eps)
+        for j in range(k):
+            row[j] = x[i, j] * np.float64(gain[j])
+        scale, good = _quantized_split(row, out, i, m)
+        xs[i] = scale * inv
+        ok &= good
+    return ok
+
+
+def _quantize_split(x, out, xs):
+    m = x.shape[0]
+    ok = True
+    for i in range(m):
+        xs[i], good = _quantized_split(x[i], out, i, m)
+        ok &= good
+    return ok
+
+
+def _exp2(t, base, slope):
+    t = max(t, -1100.0)
+    whole = np.floor(t)
+    scaled = (t - whole) * 1024.0
+    index = np.floor(scaled)
+    i = int(index)
+    return np.ldexp(base[i] + slope[i] * (scaled - index), int(whole))
+
+
+def _sigmoid(x, base, slope):
+    e = _exp2(-abs(x) * 1.4426950408889634, base, slope)  # tables.LOG2E
+    positive = 1.0 / (1.0 + e)
+    return positive if x >= 0 else e * positive
+
+
+def _gated_split(gu, ffn, gelu, base, slope, out, xs, row):
+    m = gu.shape[0]
+    ok = True
+    for i in range(m):
+        for j in range(ffn):
+            g = gu[i, j]
+            if gelu:  # network.GELU_SCALE, GELU_CUBIC
+                a = g * _sigmoid(1.5957691216057308 * (g + ((0.044715 * g) * g) * g),
+                                 base, slope)
+            else:
+                a = g * _sigmoid(g, base, slope)
+            row[j] = a * gu[i, ffn + j]
+        xs[i], good = _quantized_split(row, out, i, m)
+        ok &= good
+    return ok
+
+
+def _visible(t, c, p, window, sink):
+    """Whether slot t is seen by the row at slot c and position p (t <= c): with a local
+    ``window``, the slots of its last ``window`` positions (the sink's hold 0 .. sink - 1)."""
+    if window == 0:
+        return True
+    return t > (p if t < sink else c) - window
+
+
+def _attend(q, keys, kscale, values, vscale, seq, slot, pos, group, q_mul, window, sink,
+            table, out, qq, raw, weight, acc):
+    n, heads, hd = q.shape
+    span_max = len(table) - 1
+    for r in range(n):
+        s, c, p = seq[r], slot[r], pos[r]
+        for h in range(heads):
+            g = h // group
+            top = _top(q[r, h])
+            mul = 8191.0 / top
+            for d in range(hd):
+                qq[d] = np.int32(np.rint(q[r, h, d] * mul))
+            qs = (top / 8191.0) * q_mul
+            for t in range(c + 1):
+                raw[t] = 0
+            for d in range(hd):  # |sums| <= 8191 * 127 * 256 < 2**31: exact in int32
+                key, qd = keys[s, g, d], qq[d]
+                for t in range(c + 1):
+                    raw[t] += qd * np.int32(key[t])
+            best = -np.inf
+            vtop = 0.0
+            for t in range(c + 1):
+                if _visible(t, c, p, window, sink):
+                    best = max(best, raw[t] * (qs * kscale[s, g, t]))
+                    vtop = max(vtop, vscale[s, g, t])
+            total = 0.0
+            for t in range(c + 1):
+                weight[t] = 0
+                if _visible(t, c, p, window, sink):
+                    score = raw[t] * (qs * kscale[s, g, t])
+                    e = table[int(min(np.rint((score - best) * -256.0), span_max))]
+                    total += e
+                    weight[t] = np.int32(np.rint(e * (vscale[s, g, t] / vtop)))  # <= 65535
+            for d in range(2 * hd):
+                acc[d] = 0
+            for t in range(c + 1):  # the weights' two bytes: sums below 255 * 127 * 8192
+                high, low = weight[t] >> 8, weight[t] & 255
+                if weight[t] != 0:
+                    value = values[s, g, t]
+                    for d in range(hd):
+                        v = np.int32(value[d])
+                        acc[d] += high * v
+                        acc[hd + d] += low * v
+            for d in range(hd):
+                out[r, h, d] = ((np.float64(acc[d]) * 256.0 + np.float64(acc[hd + d])) * vtop
+                                ) / total
+
+
+def _rope_store(q, k, v, c, sn, neox, keys, kscale, values, vscale, seq, slot, rotated):
+    n, heads, hd = q.shape
+    half = hd // 2
+    for r in range(n):
+        for h in range(heads + k.shape[1]):
+            x = q[r, h] if h < heads else k[r, h - heads]
+            out = rotated[r, h]
+            for i in range(half):
+                a, b = (i, half + i) if neox else (2 * i, 2 * i + 1)
+                first, second = x[a], x[b]
+                out[a] = first * c[r, i] - second * sn[r, i]
+                out[b] = first * sn[r, i] + second * c[r, i]
+        s, t = seq[r], slot[r]
+        for g in range(k.shape[1]):  # the cache's 8-bit keys and values (CACHE_LEVELS)
+            key = rotated[r, heads + g]
+            top = _top(key)
+            mul = 127.0 / top
+            for d in range(hd):
+                keys[s, g, d, t] = np.rint(key[d] * mul)
+            kscale[s, g, t] = top / 127.0
+            top = _top(v[r, g])
+            mul = 127.0 / top
+            for d in range(hd):
+                values[s, g, t, d] = np.rint(v[r, g, d] * mul)
+            vscale[s, g, t] = top / 127.0
+
+
+_HELPERS = ("_split_into", "_top", "_visible", "_quantized_split", "_exp2", "_sigmoid")
+_KERNELS = ("_split_rows", "_join_scaled", "_norm_split", "_quantize_split", "_gated_split",
+            "_rope_store", "_attend")
+
+
 def _kernels():
+    """The compiled kernels by name (helpers first: the kernels call them as globals)."""
     global _compiled
-    if _compiled is None:
-        import numba
-
-        def jit(function):
-            options = dict(fastmath=False, nogil=True, error_model="numpy")
-            try:
-                return numba.njit(cache=True, **options)(function)
-            except RuntimeError:  # no writable cache location here: compile in memory
-                return numba.njit(**options)(function)
-
-        _compiled = jit(_split_rows), jit(_join_scaled)
+    with _COMPILING:  # a prefill's threads may ask at once
+        if _compiled is None:
+            _compiled = _compile()
     return _compiled
+
+
+def _compile() -> dict:
+    import numba
+
+    def jit(function):
+        options = dict(fastmath=False, nogil=True, error_model="numpy")
+        try:
+            return numba.njit(cache=True, **options)(function)
+        except RuntimeError:  # no writable cache location here: compile in memory
+            return numba.njit(**options)(function)
+
+    for name in _HELPERS:
+        globals()[name] = jit(globals()[name])
+    return {name: jit(globals()[name]) for name in _KERNELS}
+
+
+def _checked(ok):
+    if not ok:
+        raise BoundsError(f"rows to split must be integers in [-{SPLIT_LIMIT}, {SPLIT_LIMIT}] "
+                          f"(halves within [-{ROW_LIMIT}, {ROW_LIMIT}], +{OFFSET})")
 
 
 def split_rows(q: np.ndarray) -> np.ndarray:
     """(2M, K) uint8 rows, 0..128, for float32 integer rows ``q`` (M, K), |q| <= 8191."""
     q = np.ascontiguousarray(q, dtype=np.float32)
     out = np.empty((2 * q.shape[0], q.shape[1]), np.uint8)
-    if not _kernels()[0](q, out):
-        raise BoundsError(f"rows to split must be integers in [-{SPLIT_LIMIT}, {SPLIT_LIMIT}] "
-                          f"(halves within [-{ROW_LIMIT}, {ROW_LIMIT}], +{OFFSET})")
+    _checked(_kernels()["_split_rows"](q, out))
     return out
 
 
@@ -90,6 +279,68 @@ def join_scaled(raw: np.ndarray, offset: np.ndarray, xs: np.ndarray,
     """(M, N) float64: the int32 product ``raw`` (2M, N) of split rows, less ``offset`` (N,)
     per column, joined (high * 128 + low) and scaled by ``xs`` (M,) and ``scale`` (N,)."""
     out = np.empty((raw.shape[0] // 2, raw.shape[1]), np.float64)
-    _kernels()[1](np.ascontiguousarray(raw), offset, np.ascontiguousarray(xs, np.float64),
+    _kernels()["_join_scaled"](np.ascontiguousarray(raw), offset, np.ascontiguousarray(xs, np.float64),
                   np.ascontiguousarray(scale, np.float64), out)
     return out
+
+
+def _rows_for(x: np.ndarray, k: int):
+    return np.empty((2 * x.shape[0], k), np.uint8), np.empty(x.shape[0], np.float64)
+
+
+def norm_split(x: np.ndarray, gain: np.ndarray, eps: float):
+    """Network.norm of float64 rows ``x`` (M, K) then ``split_rows``: (the (2M, K) uint8
+    rows of the 8-bit product, the float64 scale of each row)."""
+    out, xs = _rows_for(x, x.shape[1])
+    _checked(_kernels()["_norm_split"](np.ascontiguousarray(x, np.float64), gain, float(eps),
+                                       out, xs, np.empty(x.shape[1])))
+    return out, xs
+
+
+def quantize_split(x: np.ndarray):
+    """network.quantize of float64 rows ``x`` (M, K) then ``split_rows``."""
+    out, xs = _rows_for(x, x.shape[1])
+    _checked(_kernels()["_quantize_split"](np.ascontiguousarray(x, np.float64), out, xs))
+    return out, xs
+
+
+def gated_split(gu: np.ndarray, ffn: int, gelu: bool):
+    """network.activation of ``gu[:, :ffn]`` times ``gu[:, ffn:]``, quantized and split:
+    the feed-forward block's input to its down product."""
+    out, xs = _rows_for(gu, ffn)
+    base, slope = tables.exp2_table()
+    _checked(_kernels()["_gated_split"](np.ascontiguousarray(gu, np.float64), ffn, gelu, base,
+                                        slope, out, xs, np.empty(ffn)))
+    return out, xs
+
+
+def attend(q, keys, key_scale, values, value_scale, seq, slot, pos, group: int,
+           q_mul: float, window: int, sink: int) -> np.ndarray:
+    """Context._attend's attention of each row (``q``: (N, heads, head_dim) float64) over
+    its own stream's cached slots up to its own (one layer's caches: keys (S, kv, d, W),
+    values (S, kv, W, d), int8; scales (S, kv, W)), with the same integers: the scores'
+    and the mixture's sums are exact int32 sums here (the weights' two bytes apart), there
+    exact float32 products of 7- and 8-bit halves joined in float64."""
+    n, heads, hd = q.shape
+    out = np.empty((n, heads, hd))
+    width = keys.shape[-1]
+    _kernels()["_attend"](np.ascontiguousarray(q, np.float64), keys, key_scale, values,
+                          value_scale, seq, slot, pos, group, float(q_mul), window, sink,
+                          tables.attention_table(), out, np.empty(hd, np.int32),
+                          np.empty(width, np.int32), np.empty(width, np.int32),
+                          np.empty(2 * hd, np.int32))
+    return out
+
+
+def rope_store(q, k, v, c, sn, neox: bool, keys, key_scale, values, value_scale, seq, slot):
+    """network.rope of queries ``q`` (N, heads, d) and keys ``k`` (N, kv, d) by the
+    angles' cos ``c`` and sin ``sn`` (N, d / 2), and the rotated keys and the values
+    ``v`` stored in one layer's caches at each row's stream and slot as Context._forward
+    stores them (8-bit integers, a scale per head); the rotated queries."""
+    n, heads, hd = q.shape
+    rotated = np.empty((n, heads + k.shape[1], hd))
+    _kernels()["_rope_store"](np.ascontiguousarray(q, np.float64),
+                              np.ascontiguousarray(k, np.float64),
+                              np.ascontiguousarray(v, np.float64), c, sn, neox, keys, key_scale,
+                              values, value_scale, seq, slot, rotated)
+    return rotated[:, :heads]

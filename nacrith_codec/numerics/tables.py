@@ -65,6 +65,12 @@ def _exp2_table() -> tuple[np.ndarray, np.ndarray]:
     return values[:-1].copy(), slopes
 
 
+def exp2_table() -> tuple[np.ndarray, np.ndarray]:
+    """exp2's table: the value at each of its 1,024 points over [0, 1), and the slope to the
+    next (for the compiled kernels, numerics/kernels.py)."""
+    return _exp2_table()
+
+
 def exp2(t: np.ndarray) -> np.ndarray:
     """2**t for float64 t <= 0 (values below -1,100 give 0)."""
     xp = _module(t)
@@ -103,6 +109,11 @@ def _attention_table() -> np.ndarray:
     table = np.rint(exp(grid) * ATTENTION_ONE)
     table[-1] = 0.0
     return table
+
+
+def attention_table() -> np.ndarray:
+    """attention_weights' table: its value at each point of the grid, 0 at the last."""
+    return _attention_table()
 
 
 def attention_weights(x: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """B token streams over the exact network, with the interface of ``engines.interface.Context``.
 
 Each stream has its own key/value cache of ``window`` slots: 8-bit keys and
-values (float32) with a float64 scale per slot and head.  Attention weights
+values (int8) with a float64 scale per slot and head.  Attention weights
 are 16-bit integers (tables.attention_weights), split into two 8-bit halves, so the value product sums
 at most ``VALUE_CHUNK`` slots of 255 x 127 in float32 (below 2**24, exact);
 the chunks and halves are added in float64.  Positions are absolute: when a stream slides, its
@@ -23,8 +23,8 @@ import numpy as np
 from ..interface import StreamTokens
 from ..llamacpp import cores
 from ...numerics.blas import one_blas_thread
-from ...numerics import tables
-from .network import CACHE_LEVELS, Network, activation, halves, joined, product, quantize, rope
+from ...numerics import kernels, tables
+from .network import CACHE_LEVELS, Network, halves, joined, product, quantize, rope
 
 _MASKED = -1e300
 VALUE_CHUNK = (1 << 24) // (255 * 127)  # slots per exact float32 value product (518)
@@ -45,9 +45,9 @@ class Context(StreamTokens):
         shape = (s.layers, streams, s.kv_heads, window)
         with self.device.scope():
             # keys transposed, (head_dim, window) per head: the score product reads them in order
-            self.keys = xp.zeros(shape[:3] + (s.head_dim, window), dtype=np.float32)
+            self.keys = xp.zeros(shape[:3] + (s.head_dim, window), dtype=np.int8)
             self.key_scale = xp.zeros(shape)
-            self.values = xp.zeros(shape + (s.head_dim,), dtype=np.float32)
+            self.values = xp.zeros(shape + (s.head_dim,), dtype=np.int8)
             self.value_scale = xp.zeros(shape)
         super().__init__(streams, pending)
         self.position = np.zeros(streams, dtype=np.int64)  # of the next token fed
@@ -157,24 +157,27 @@ class Context(StreamTokens):
             v = qkv[:, nq + nkv:].reshape(n, s.kv_heads, hd)
             if gemma:
                 q, k = net.normed(q, layer["q_norm"]), net.normed(k, layer["k_norm"])
-            q, k = rope(q, c, sn, gemma), rope(k, c, sn, gemma)
-            kq, ks = quantize(k, CACHE_LEVELS)
-            vq, vs = quantize(v, CACHE_LEVELS)
-            self.keys[i, at.seq, :, :, at.slot] = kq
-            self.key_scale[i, at.seq, :, at.slot] = ks
-            self.values[i, at.seq, :, at.slot] = vq
-            self.value_scale[i, at.seq, :, at.slot] = vs
+            if net.compiled:  # the same numbers, compiled
+                q = kernels.rope_store(q, k, v, c, sn, gemma, self.keys[i], self.key_scale[i],
+                                       self.values[i], self.value_scale[i], at.host_seq,
+                                       at.host_slot)
+            else:
+                q, k = rope(q, c, sn, gemma), rope(k, c, sn, gemma)
+                kq, ks = quantize(k, CACHE_LEVELS)
+                vq, vs = quantize(v, CACHE_LEVELS)
+                self.keys[i, at.seq, :, :, at.slot] = kq
+                self.key_scale[i, at.seq, :, at.slot] = ks
+                self.values[i, at.seq, :, at.slot] = vq
+                self.value_scale[i, at.seq, :, at.slot] = vs
             a = self._attend(i, q, at)
-            aq, as_ = quantize(a.reshape(n, nq))
+            aq, as_ = net.quantized(a.reshape(n, nq))
             y = layer["o"](aq, as_)
             x = x + (net.normed(y, layer["post_attn_norm"]) if gemma else y)
             xq, xs = net.norm(x, layer["ffn_norm"])
-            gu = layer["gate_up"](xq, xs)
-            h = activation(s.arch, gu[:, :s.ffn]) * gu[:, s.ffn:]
-            hq, hs = quantize(h)
+            hq, hs = net.gated(layer["gate_up"](xq, xs))
             y = layer["down"](hq, hs)
             x = x + (net.normed(y, layer["post_ffn_norm"]) if gemma else y)
-        xq, xs = net.norm(x[device.put(last)], net.final_norm)  # logits only where used
+        xq, xs = net.norm(x[device.put(last)], net.final_norm, operand=False)  # where used
         hidden = device.get(xq * xs[:, None])
         if len(last) <= OUTPUT_ROWS:
             return device.get(net.output(xq, xs).astype(np.float32)), hidden
@@ -194,6 +197,10 @@ class Context(StreamTokens):
         seq, slot = at.host_seq, at.host_slot
         n, group = len(seq), s.heads // s.kv_heads
         window = s.local_window if s.local(layer) else 0
+        if self.network.compiled and self.own_slots:  # the same numbers, compiled
+            return kernels.attend(q, self.keys[layer], self.key_scale[layer], self.values[layer],
+                                  self.value_scale[layer], seq, slot, at.host_pos, group,
+                                  1.0 / np.sqrt(s.head_dim), window, self.sink)
         qq, qs = quantize(q.reshape(n, s.kv_heads, group, s.head_dim))
         qs = qs * (1.0 / np.sqrt(s.head_dim))  # a power of two for SmolLM2's heads of 64
         if at.runs is None or not self.own_slots:  # (the skip's rule needs the step's span)
@@ -203,8 +210,8 @@ class Context(StreamTokens):
                 rows = slice(first, first + n)
             else:
                 rows = at.seq
-            keys = self.keys[layer, rows, :, :, :span]
-            values = self.values[layer, rows, :, :span]
+            keys = self.keys[layer, rows, :, :, :span].astype(np.float32)
+            values = self.values[layer, rows, :, :span].astype(np.float32)
             raw = joined(product(halves(qq, 2), keys), 2)  # (n, kv, group, span), exact
             weights = self._weights(raw, qs, self.key_scale[layer, rows, :, :span],
                                     self.value_scale[layer, rows, :, :span], at, slice(None),
@@ -214,8 +221,8 @@ class Context(StreamTokens):
         out = xp.empty((n, s.heads, s.head_dim))
         for stream, lo, hi in at.runs:
             m, span = hi - lo, int(slot[hi - 1]) + 1  # a run's slots ascend
-            keys = self.keys[layer, stream, :, :, :span]  # (kv, head_dim, span), in place
-            values = self.values[layer, stream, :, :span]
+            keys = self.keys[layer, stream, :, :, :span].astype(np.float32)  # (kv, d, span)
+            values = self.values[layer, stream, :, :span].astype(np.float32)
             h = halves(qq[lo:hi], 2)  # (m, kv, 2 group, head_dim) -> one product per head
             r = product(h.transpose(1, 0, 2, 3).reshape(s.kv_heads, -1, s.head_dim), keys)
             raw = joined(r.reshape(s.kv_heads, m, 2 * group, span).transpose(1, 0, 2, 3), 2)

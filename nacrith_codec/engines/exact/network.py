@@ -75,8 +75,10 @@ class Linear:
         self.int8 = int8.Int8Matrix(q) if eight_bit else None
 
     def __call__(self, xq: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """The product of rows ``xq`` (float32 integers, or with ``eight_bit`` the uint8
+        rows kernels.split_rows makes of them) scaled by ``xs`` per row."""
         if self.int8 is not None:  # the same operations, compiled (kernels.py)
-            raw = self.int8.run(kernels.split_rows(xq))
+            raw = self.int8.run(xq if xq.dtype == np.uint8 else kernels.split_rows(xq))
             return kernels.join_scaled(raw, self.int8.offset, xs, self.scale)
         acc = joined(product(halves(xq, 0), self.q), 0)
         return (acc * xs[:, None]) * self.scale[None, :]
@@ -106,7 +108,8 @@ class Network:
         if products not in PRODUCTS or (products == "int8" and device.xp is not np):
             raise ValueError(f"products={products!r}: one of {PRODUCTS} (int8 on the CPU only)")
         self.products = products
-        eight_bit = products == "int8"
+        # with 8-bit products, the work around them in compiled kernels (the same bits)
+        self.compiled = eight_bit = products == "int8"
         self.embed_scale = float(np.sqrt(np.float64(s.embd)))  # Gemma's (correctly rounded)
         with device.scope():
             put = device.put
@@ -120,8 +123,8 @@ class Network:
                 layer.update({name: put(arrays[f"{i}.{name}"]) for name in weights.norms(s)})
                 self.layers.append(layer)
             self.final_norm = put(arrays["output_norm"])
-        # the KV cache per token: 8-bit keys and values in float32, a float64 scale for each
-        self.kv_bytes_per_token = s.layers * s.kv_heads * (2 * 4 * s.head_dim + 2 * 8)
+        # the KV cache per token: 8-bit keys and values, a float64 scale for each
+        self.kv_bytes_per_token = s.layers * s.kv_heads * (2 * s.head_dim + 2 * 8)
 
     @classmethod
     def from_file(cls, path, device: Device = CPU, products: str | None = None) -> "Network":
@@ -136,11 +139,27 @@ class Network:
         mean = (sums * (unit * unit)) / n
         return 1.0 / xp.sqrt(mean + self.shape.eps)
 
-    def norm(self, x: np.ndarray, gain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """RMSNorm of float64 rows, then 14-bit quantization: (integers, scale per row)."""
+    def norm(self, x: np.ndarray, gain: np.ndarray,
+             operand: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """RMSNorm of rows, then 14-bit quantization: (integers, scale per row); with
+        ``operand``, the integers as the weight products take them (``Linear``)."""
+        if operand and self.compiled and x.dtype == np.float64:
+            return kernels.norm_split(x, gain, self.shape.eps)
         inv = self._inverse_rms(x)
         q, scale = quantize(x * gain)
         return q, scale * inv
+
+    def quantized(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """14-bit quantization of float64 rows as the weight products take them."""
+        return kernels.quantize_split(x) if self.compiled else quantize(x)
+
+    def gated(self, gu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The feed-forward block's gate times its up projection (``gu``'s halves),
+        quantized as the down product takes it."""
+        ffn, arch = self.shape.ffn, self.shape.arch
+        if self.compiled:
+            return kernels.gated_split(gu, ffn, arch == "gemma3")
+        return quantize(activation(arch, gu[:, :ffn]) * gu[:, ffn:])
 
     def normed(self, x: np.ndarray, gain: np.ndarray) -> np.ndarray:
         """RMSNorm of float64 rows (the last axis) as float64: Gemma's norms of each head's
