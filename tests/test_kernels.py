@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from nacrith_codec.engines.exact import context, network, weights
-from nacrith_codec.numerics import kernels
+from nacrith_codec.numerics import kernels, tables
 from nacrith_codec.numerics.int8 import OFFSET, BoundsError
 
 
@@ -52,6 +52,33 @@ def test_rows_outside_the_bounds_are_refused():
         q[1, 2] = bad
         with pytest.raises(BoundsError):
             kernels.split_rows(q)
+
+
+def _exp2_and_gates_agree() -> bool:
+    """exp2 over its whole domain (subnormal results and t just below 0 too) and the gated
+    feed-forward of both architectures at extreme values: the kernels against numpy."""
+    t = -np.concatenate([np.linspace(0.0, 1100.0, 20001), np.linspace(1020.0, 1080.0, 6001),
+                         [1e-300, 2.0 ** -54, 2.0 ** -53, 5e-324, 1074.5, 1075.0, 1076.0]])
+    exp2 = kernels._kernels() and kernels._exp2
+    if np.array([exp2(x, *tables.exp2_table()) for x in t]).tobytes() != tables.exp2(t).tobytes():
+        return False
+    gu = np.random.default_rng(0).normal(size=(3, 200)) * 4
+    gu[0, :12] = [-800, -745, -744.5, 700, 0.0, -0.0, 1e-300, -1e-300, 40, -40, 1e-17, -2e-17]
+    for arch in ("llama", "gemma3"):
+        q, xs = network.quantize(network.activation(arch, gu[:, :100]) * gu[:, 100:])
+        rows, got = kernels.gated_split(gu, 100, arch == "gemma3")
+        if not np.array_equal(rows, kernels.split_rows(q)) or got.tobytes() != xs.tobytes():
+            return False
+    return True
+
+
+def test_exp2_and_the_gated_feed_forward_give_numpys_bits():
+    assert _exp2_and_gates_agree()
+
+
+def test_exp2_just_below_zero_is_one():
+    """t - floor(t) rounds to 1.0 there: the table's last point (it once indexed past it)."""
+    assert tables.exp2(np.array([-1e-300, -(2.0 ** -54)])).tolist() == [1.0, 1.0]
 
 
 #: Small networks of both architectures with the real models' heads and RoPE bases (their
@@ -120,6 +147,7 @@ for seed in range(3):
     split, out = t._reference(q, raw, offset, xs, scale)
     assert np.array_equal(kernels.split_rows(q), split)
     assert kernels.join_scaled(raw, offset, xs, scale).tobytes() == out.tobytes()
+assert t._exp2_and_gates_agree()
 for arch in t.SHAPES:
     assert t._same_networks(arch), arch
 import numba

@@ -116,22 +116,28 @@ def _quantize_split(x, out, xs):
     return ok
 
 
-def _exp2(t, base, slope):
+def _exp2(t, base, slope, pow2):
+    """tables.exp2 of one float64 ``t`` <= 0; its ldexp as products by exact powers of two
+    (pow2[k] = 2**-k): exact while the result is normal, else one rounding, as ldexp's."""
     t = max(t, -1100.0)
     whole = np.floor(t)
     scaled = (t - whole) * 1024.0
-    index = np.floor(scaled)
+    index = min(np.floor(scaled), 1023.0)
     i = int(index)
-    return np.ldexp(base[i] + slope[i] * (scaled - index), int(whole))
+    value = base[i] + slope[i] * (scaled - index)  # in [1, 2]
+    k = -int(whole)
+    if k <= 1000:
+        return value * pow2[k]
+    return (value * pow2[1000]) * pow2[k - 1000]
 
 
-def _sigmoid(x, base, slope):
-    e = _exp2(-abs(x) * 1.4426950408889634, base, slope)  # tables.LOG2E
+def _sigmoid(x, base, slope, pow2):
+    e = _exp2(-abs(x) * 1.4426950408889634, base, slope, pow2)  # tables.LOG2E
     positive = 1.0 / (1.0 + e)
     return positive if x >= 0 else e * positive
 
 
-def _gated_split(gu, ffn, gelu, base, slope, out, xs, row):
+def _gated_split(gu, ffn, gelu, base, slope, pow2, out, xs, row):
     m = gu.shape[0]
     ok = True
     for i in range(m):
@@ -139,69 +145,72 @@ def _gated_split(gu, ffn, gelu, base, slope, out, xs, row):
             g = gu[i, j]
             if gelu:  # network.GELU_SCALE, GELU_CUBIC
                 a = g * _sigmoid(1.5957691216057308 * (g + ((0.044715 * g) * g) * g),
-                                 base, slope)
+                                 base, slope, pow2)
             else:
-                a = g * _sigmoid(g, base, slope)
+                a = g * _sigmoid(g, base, slope, pow2)
             row[j] = a * gu[i, ffn + j]
         xs[i], good = _quantized_split(row, out, i, m)
         ok &= good
     return ok
 
 
-def _visible(t, c, p, window, sink):
-    """Whether slot t is seen by the row at slot c and position p (t <= c): with a local
-    ``window``, the slots of its last ``window`` positions (the sink's hold 0 .. sink - 1)."""
-    if window == 0:
-        return True
-    return t > (p if t < sink else c) - window
+def _mixture(weight, values, m, acc):
+    """acc = the first m weights times their slots' values (rows of ``values``), exact
+    in int64 (and then in float64: below 2**53)."""
+    for d in range(len(acc)):
+        acc[d] = 0
+    for t in range(m):
+        if weight[t] != 0:
+            w = np.int64(weight[t])
+            for d in range(len(acc)):
+                acc[d] += w * np.int64(values[t, d])
 
 
 def _attend(q, keys, kscale, values, vscale, seq, slot, pos, group, q_mul, window, sink,
-            table, out, qq, raw, weight, acc):
+            table, out, qq, raw, seen, score, weight, acc):
     n, heads, hd = q.shape
     span_max = len(table) - 1
     for r in range(n):
         s, c, p = seq[r], slot[r], pos[r]
-        for h in range(heads):
-            g = h // group
-            top = _top(q[r, h])
-            mul = 8191.0 / top
-            for d in range(hd):
-                qq[d] = np.int32(np.rint(q[r, h, d] * mul))
-            qs = (top / 8191.0) * q_mul
-            for t in range(c + 1):
-                raw[t] = 0
-            for d in range(hd):  # |sums| <= 8191 * 127 * 256 < 2**31: exact in int32
-                key, qd = keys[s, g, d], qq[d]
-                for t in range(c + 1):
-                    raw[t] += qd * np.int32(key[t])
-            best = -np.inf
+        m = c + 1  # the slots up to the row's own; with a local window, those of its last
+        for t in range(m):  # ``window`` positions (the sink's slots hold 0 .. sink - 1)
+            seen[t] = window == 0 or t > (p if t < sink else c) - window
+        for g in range(heads // group):
             vtop = 0.0
-            for t in range(c + 1):
-                if _visible(t, c, p, window, sink):
-                    best = max(best, raw[t] * (qs * kscale[s, g, t]))
+            for t in range(m):
+                if seen[t]:
                     vtop = max(vtop, vscale[s, g, t])
-            total = 0.0
-            for t in range(c + 1):
-                weight[t] = 0
-                if _visible(t, c, p, window, sink):
-                    score = raw[t] * (qs * kscale[s, g, t])
-                    e = table[int(min(np.rint((score - best) * -256.0), span_max))]
+            for j in range(group):
+                h = g * group + j
+                top = _top(q[r, h])
+                mul = 8191.0 / top
+                for d in range(hd):
+                    qq[j, d] = np.int32(np.rint(q[r, h, d] * mul))
+                for t in range(m):
+                    raw[j, t] = 0
+            for d in range(hd):  # |sums| <= 8191 * 127 * 256 < 2**31: exact in int32
+                key = keys[s, g, d]
+                for j in range(group):
+                    qd, row = qq[j, d], raw[j]
+                    for t in range(m):
+                        row[t] += qd * np.int32(key[t])
+            for j in range(group):
+                h = g * group + j
+                qs = (_top(q[r, h]) / 8191.0) * q_mul
+                best = -np.inf
+                for t in range(m):
+                    score[t] = raw[j, t] * (qs * kscale[s, g, t])
+                    if seen[t]:
+                        best = max(best, score[t])
+                total = 0.0
+                for t in range(m):
+                    e = table[int(min(np.rint((score[t] - best) * -256.0), span_max))]
+                    e = e if seen[t] else 0.0
                     total += e
                     weight[t] = np.int32(np.rint(e * (vscale[s, g, t] / vtop)))  # <= 65535
-            for d in range(2 * hd):
-                acc[d] = 0
-            for t in range(c + 1):  # the weights' two bytes: sums below 255 * 127 * 8192
-                high, low = weight[t] >> 8, weight[t] & 255
-                if weight[t] != 0:
-                    value = values[s, g, t]
-                    for d in range(hd):
-                        v = np.int32(value[d])
-                        acc[d] += high * v
-                        acc[hd + d] += low * v
-            for d in range(hd):
-                out[r, h, d] = ((np.float64(acc[d]) * 256.0 + np.float64(acc[hd + d])) * vtop
-                                ) / total
+                _mixture(weight, values[s, g], m, acc)
+                for d in range(hd):
+                    out[r, h, d] = (np.float64(acc[d]) * vtop) / total
 
 
 def _rope_store(q, k, v, c, sn, neox, keys, kscale, values, vscale, seq, slot, rotated):
@@ -231,7 +240,7 @@ def _rope_store(q, k, v, c, sn, neox, keys, kscale, values, vscale, seq, slot, r
             vscale[s, g, t] = top / 127.0
 
 
-_HELPERS = ("_split_into", "_top", "_visible", "_quantized_split", "_exp2", "_sigmoid")
+_HELPERS = ("_split_into", "_top", "_mixture", "_quantized_split", "_exp2", "_sigmoid")
 _KERNELS = ("_split_rows", "_join_scaled", "_norm_split", "_quantize_split", "_gated_split",
             "_rope_store", "_attend")
 
@@ -308,9 +317,8 @@ def gated_split(gu: np.ndarray, ffn: int, gelu: bool):
     """network.activation of ``gu[:, :ffn]`` times ``gu[:, ffn:]``, quantized and split:
     the feed-forward block's input to its down product."""
     out, xs = _rows_for(gu, ffn)
-    base, slope = tables.exp2_table()
-    _checked(_kernels()["_gated_split"](np.ascontiguousarray(gu, np.float64), ffn, gelu, base,
-                                        slope, out, xs, np.empty(ffn)))
+    _checked(_kernels()["_gated_split"](np.ascontiguousarray(gu, np.float64), ffn, gelu,
+                                        *tables.exp2_table(), out, xs, np.empty(ffn)))
     return out, xs
 
 
@@ -319,16 +327,16 @@ def attend(q, keys, key_scale, values, value_scale, seq, slot, pos, group: int,
     """Context._attend's attention of each row (``q``: (N, heads, head_dim) float64) over
     its own stream's cached slots up to its own (one layer's caches: keys (S, kv, d, W),
     values (S, kv, W, d), int8; scales (S, kv, W)), with the same integers: the scores'
-    and the mixture's sums are exact int32 sums here (the weights' two bytes apart), there
-    exact float32 products of 7- and 8-bit halves joined in float64."""
+    and the mixture's sums are exact int32 and int64 sums here, there exact float32
+    products of 7- and 8-bit halves joined in float64."""
     n, heads, hd = q.shape
     out = np.empty((n, heads, hd))
     width = keys.shape[-1]
     _kernels()["_attend"](np.ascontiguousarray(q, np.float64), keys, key_scale, values,
                           value_scale, seq, slot, pos, group, float(q_mul), window, sink,
-                          tables.attention_table(), out, np.empty(hd, np.int32),
-                          np.empty(width, np.int32), np.empty(width, np.int32),
-                          np.empty(2 * hd, np.int32))
+                          tables.attention_table(), out, np.empty((group, hd), np.int32),
+                          np.empty((group, width), np.int32), np.empty(width, np.bool_),
+                          np.empty(width), np.empty(width, np.int32), np.empty(hd, np.int64))
     return out
 
 

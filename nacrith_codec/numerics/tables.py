@@ -23,6 +23,7 @@ from __future__ import annotations
 import decimal
 import functools
 import hashlib
+import math
 
 import numpy as np
 
@@ -65,10 +66,15 @@ def _exp2_table() -> tuple[np.ndarray, np.ndarray]:
     return values[:-1].copy(), slopes
 
 
-def exp2_table() -> tuple[np.ndarray, np.ndarray]:
-    """exp2's table: the value at each of its 1,024 points over [0, 1), and the slope to the
-    next (for the compiled kernels, numerics/kernels.py)."""
-    return _exp2_table()
+def exp2_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """exp2's table: the value at each of its 1,024 points over [0, 1), the slope to the
+    next, and 2**-k for k = 0 .. 1,000 (for the compiled kernels, numerics/kernels.py)."""
+    return _exp2_table() + (_powers_of_two(),)
+
+
+@functools.lru_cache(maxsize=None)
+def _powers_of_two() -> np.ndarray:
+    return np.array([math.ldexp(1.0, -k) for k in range(1001)])
 
 
 def exp2(t: np.ndarray) -> np.ndarray:
@@ -78,7 +84,8 @@ def exp2(t: np.ndarray) -> np.ndarray:
     t = xp.maximum(xp.asarray(t, dtype=np.float64), -1100.0)
     whole = xp.floor(t)
     scaled = (t - whole) * float(1 << FRACTION_BITS)  # exact: a power-of-two scaling
-    index = xp.floor(scaled)
+    # t - whole rounds to 1.0 for t within 2**-54 below 0: the table's last point, 2**0
+    index = xp.minimum(xp.floor(scaled), float((1 << FRACTION_BITS) - 1))
     i = index.astype(np.int64)
     value = base[i] + slope[i] * (scaled - index)
     return xp.ldexp(value, whole.astype(np.int64))
