@@ -11,7 +11,7 @@ from .arguments import byte_view, content_size as checked_size, length_limit
 from .config import CodecConfig
 from .container.sequence import StreamSequence
 from .engines import Engine, environment
-from .engines.exact.device import select as select_device
+from .engines.exact.selfcheck import select as select_device
 from .engines.identity import Identity, differences
 from .engines.llamacpp import check_threads
 from .engines.model_file import (DEFAULT_FILE, DEFAULT_NAME, ENV_VAR, fingerprint,

@@ -14,9 +14,11 @@ import io
 from . import container
 from .api import NacrithDecompressor
 from .container.index import Index, original_size, read_index
-from .errors import CorruptError
+from .errors import CorruptError, NacrithError
+from .verify import decodes_otherwise, does_not_decode
 
-__all__ = ["Index", "RandomAccessReader", "decode_block", "original_size", "read_index"]
+__all__ = ["Index", "RandomAccessReader", "decode_block", "original_size", "read_index",
+           "verify_block"]
 
 
 def decode_block(header: bytes, record: bytes, raw_len: int, number: int, **options) -> bytes:
@@ -30,6 +32,18 @@ def decode_block(header: bytes, record: bytes, raw_len: int, number: int, **opti
     if len(data) != raw_len:
         raise CorruptError(f"corrupt stream: block {number} does not match the index")
     return data
+
+
+def verify_block(header: bytes, record: bytes, data: bytes, number: int, what: str,
+                 **options):
+    """Block ``number`` of the stream with header bytes ``header``, written as ``record``
+    (bound to its place), must decode to ``data``; ``options`` as for decompressing."""
+    try:
+        decoded = decode_block(header, record, len(data), number, **options)
+    except NacrithError as exc:
+        raise does_not_decode(what, exc) from exc
+    if decoded != data:
+        raise decodes_otherwise(what)
 
 
 class RandomAccessReader(io.RawIOBase):

@@ -2,7 +2,7 @@
 
 ``verify=True`` (the API, the command line's ``--verify``) decodes a stream as it is
 written (``StreamVerifier``); the Dask runner's ``verify`` decodes each block on its
-worker after coding it (``verify_block``).  Either way a mismatch is a VerifyError:
+worker after coding it (random_access.verify_block).  Either way a mismatch is a VerifyError:
 the input is intact, and the output must not be kept.
 """
 
@@ -13,13 +13,13 @@ import hashlib
 from .errors import NacrithError, VerifyError
 
 
-def _does_not_decode(what: str, exc: Exception) -> VerifyError:
+def does_not_decode(what: str, exc: Exception) -> VerifyError:
     return VerifyError(f"verification failed: {what} does not decode "
                        f"({type(exc).__name__}: {exc}); the input is intact, do not keep the "
                        "output")
 
 
-def _decodes_otherwise(what: str, detail: str = "") -> VerifyError:
+def decodes_otherwise(what: str, detail: str = "") -> VerifyError:
     return VerifyError(f"verification failed: {what} decodes to other bytes{detail}; the "
                        "input is intact, do not keep the output")
 
@@ -40,7 +40,7 @@ class StreamVerifier:
         try:
             decoded = self.decoder.decompress(out)
         except NacrithError as exc:
-            raise _does_not_decode("the stream written", exc) from exc
+            raise does_not_decode("the stream written", exc) from exc
         self._decoded.update(decoded)
         self._sizes[1] += len(decoded)
 
@@ -49,18 +49,5 @@ class StreamVerifier:
             raise VerifyError("verification failed: the stream written does not end where "
                               "its end record says; do not keep the output")
         if self._sizes[0] != self._sizes[1] or self._read.digest() != self._decoded.digest():
-            raise _decodes_otherwise("the stream written",
+            raise decodes_otherwise("the stream written",
                                      f" ({self._sizes[1]} bytes for {self._sizes[0]} read)")
-
-
-def verify_block(header: bytes, record: bytes, data: bytes, number: int, what: str,
-                 **options):
-    """Block ``number`` of the stream with header bytes ``header``, written as ``record``
-    (bound to its place), must decode to ``data``; ``options`` as for decompressing."""
-    from .random_access import decode_block
-    try:
-        decoded = decode_block(header, record, len(data), number, **options)
-    except NacrithError as exc:
-        raise _does_not_decode(what, exc) from exc
-    if decoded != data:
-        raise _decodes_otherwise(what)

@@ -129,14 +129,14 @@ def module(devices: int = 1) -> types.ModuleType:
 
 @contextlib.contextmanager
 def installed(monkeypatch, devices: int = 1):
-    """The fake as ``cupy`` (and the device module's caches emptied before and after)."""
-    from nacrith_codec.engines.exact import device
+    """The fake as ``cupy`` (and the checked devices' cache emptied before and after)."""
+    from nacrith_codec.engines.exact import selfcheck
     from nacrith_codec.engines import _engines
     monkeypatch.setitem(__import__("sys").modules, "cupy", module(devices))
-    device._gpu.cache_clear()
+    selfcheck._gpu.cache_clear()
     try:
         yield
     finally:
-        device._gpu.cache_clear()
+        selfcheck._gpu.cache_clear()
         for key in [k for k in _engines if k[3] != "cpu"]:
             del _engines[key]

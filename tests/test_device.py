@@ -65,7 +65,7 @@ def test_a_stream_written_on_the_gpu_is_the_cpus_and_decodes_on_both(gpu, inputs
 def test_the_gpus_logits_are_the_cpus_bit_for_bit(gpu):
     """The device check's own comparison, on the small network (streams that join late,
     sit out steps and slide), after the device passed it once in ``select``."""
-    chosen = device.select(gpu)
+    chosen = selfcheck.select(gpu)
     assert chosen.gpu and chosen.name == "cuda:0"
     assert selfcheck.compare(chosen, streams=5, steps=24) == []
 
@@ -97,7 +97,7 @@ def test_a_gpu_that_computes_differently_is_refused(monkeypatch, english):
             return fake.asarray(np.nextafter(fake.asnumpy(out), np.inf).astype(np.float32))
         fake.matmul = off_by_one_ulp
         with pytest.raises(device.DeviceError, match="differently from the CPU.*device='cpu'"):
-            device.select("cuda")
+            selfcheck.select("cuda")
         with pytest.raises(device.DeviceError):
             nc.compress(english[:200], device="cuda", **EXACT_SMALL)
 
@@ -109,15 +109,15 @@ def test_devices_are_named_and_missing_ones_say_what_to_install(monkeypatch):
     with pytest.raises(ValueError, match="exact engine.*n_gpu_layers"):
         nc.NacrithCompressor(device="cuda")  # the llama.cpp engine: no such placement
     monkeypatch.setitem(sys.modules, "cupy", None)  # CuPy not installed
-    device._gpu.cache_clear()
-    assert device.select("auto") is device.CPU
+    selfcheck._gpu.cache_clear()
+    assert selfcheck.select("auto") is device.CPU
     with pytest.raises(device.DeviceError, match=r'pip install "nacrith-codec\[gpu\]"'):
-        device.select("cuda")
-    device._gpu.cache_clear()
+        selfcheck.select("cuda")
+    selfcheck._gpu.cache_clear()
     with fake_cupy.installed(monkeypatch, devices=1):
         with pytest.raises(device.DeviceError, match="cuda:2 asked for.*finds 1"):
-            device.select("cuda:2")
-        assert device.select("auto").name == "cuda:0"
+            selfcheck.select("cuda:2")
+        assert selfcheck.select("auto").name == "cuda:0"
     assert issubclass(device.DeviceError, NacrithError)
 
 

@@ -24,7 +24,7 @@ from nacrith_codec.segments import classical
 from nacrith_codec.engines import Engine
 from nacrith_codec.errors import NacrithError
 from nacrith_codec.engines import llamacpp
-from nacrith_codec.engines.exact import context, network, quants, weights
+from nacrith_codec.engines.exact import context, network, quants, reference, weights
 from nacrith_codec.numerics import tables
 from nacrith_codec.predictions import arith
 from nacrith_codec.engines.model_file import resolve_model_path
@@ -100,8 +100,7 @@ def test_products_equal_an_integer_evaluation_bit_for_bit(exact, english, monkey
         largest.append(int(np.abs(out[..., :cols]).max()))
         return out
 
-    monkeypatch.setattr(network, "product", integer_product)
-    monkeypatch.setattr(context, "product", integer_product)
+    monkeypatch.setattr(reference, "product", integer_product)
     slow = _logits(exact, feeds, products="float32")
     chunked, _ = _chunked(exact, [tokens], [4])
     assert max(largest) < 1 << 24  # every sum exact in float32, as the bounds promise

@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from nacrith_codec.engines.exact import network
+from nacrith_codec.engines.exact import compiled, reference
 from nacrith_codec.numerics.int8 import BoundsError, Int8Matrix
 
 
@@ -55,7 +55,7 @@ def test_a_linear_layer_gives_the_float32_products_bits():
     scale = rng.random(200) / 127
     xq = rng.integers(-8191, 8192, size=(9, 1536)).astype(np.float32)
     xs = rng.random(9)
-    eight, float32 = network.Linear(q, scale, eight_bit=True), network.Linear(q, scale)
+    eight, float32 = compiled.Linear(q, scale), reference.Linear(q, scale)
     assert eight(xq, xs).view(np.uint64).tolist() == float32(xq, xs).view(np.uint64).tolist()
 
 

@@ -1,5 +1,5 @@
 """The compiled kernels (numerics/kernels.py) give numpy's bits: the engine's reference
-operations (network.halves, joined and Linear's scaling) against the kernels, and small
+operations (reference.halves, joined and Linear's scaling) against the kernels, and small
 seeded networks of both architectures computed with the kernels (8-bit products) and with
 numpy's reference operations (float32 products), through slides of the window, local
 layers, late streams and prefills; here and in a subprocess whose numba compiles for a
@@ -14,15 +14,15 @@ import sys
 import numpy as np
 import pytest
 
-from nacrith_codec.engines.exact import context, network, weights
+from nacrith_codec.engines.exact import context, network, reference, weights
 from nacrith_codec.numerics import kernels, tables
 from nacrith_codec.numerics.int8 import OFFSET, BoundsError
 
 
 def _reference(q, raw, offset, xs, scale):
-    """What network.py computes, op by op in numpy."""
-    split = (network.halves(q, 0) + np.float32(OFFSET)).astype(np.uint8)
-    joined = network.joined(raw - offset, 0)
+    """What reference.py computes, op by op in numpy."""
+    split = (reference.halves(q, 0) + np.float32(OFFSET)).astype(np.uint8)
+    joined = reference.joined(raw - offset, 0)
     return split, (joined * xs[:, None]) * scale[None, :]
 
 
@@ -65,7 +65,7 @@ def _exp2_and_gates_agree() -> bool:
     gu = np.random.default_rng(0).normal(size=(3, 200)) * 4
     gu[0, :12] = [-800, -745, -744.5, 700, 0.0, -0.0, 1e-300, -1e-300, 40, -40, 1e-17, -2e-17]
     for arch in ("llama", "gemma3"):
-        q, xs = network.quantize(network.activation(arch, gu[:, :100]) * gu[:, 100:])
+        q, xs = reference.quantize(reference.activation(arch, gu[:, :100]) * gu[:, 100:])
         rows, got = kernels.gated_split(gu, 100, arch == "gemma3")
         if not np.array_equal(rows, kernels.split_rows(q)) or got.tobytes() != xs.tobytes():
             return False
@@ -99,7 +99,7 @@ def _run(arch: str, products: str, seed: int = 0) -> list:
     every third step, then every stream fed a prefill of 5 tokens at once."""
     arrays, meta = weights.seeded(SHAPES[arch], seed)
     net = network.Network(arrays, meta, products=products)
-    assert net.compiled == (products == "int8")
+    assert net.ops.products == products
     ctx = context.Context(net, 3, window=16, slide=12, sink=1, pending=5, own_slots=True,
                           threads=1)
     rng = np.random.default_rng(seed)

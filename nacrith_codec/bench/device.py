@@ -26,7 +26,8 @@ import sys
 import time
 
 from ..engines.exact import selfcheck, weights
-from ..engines.exact.device import CPU, select
+from ..engines.exact.device import CPU
+from ..engines.exact.selfcheck import select
 from ..engines.exact.network import Network
 
 

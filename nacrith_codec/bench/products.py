@@ -29,7 +29,7 @@ def _best(run, repeats: int) -> float:
 
 def measure(network, rows: int, repeats: int = 3, seed: int = 0) -> tuple[float, float]:
     """(float32 seconds, 8-bit seconds) of one step's weight products at ``rows`` rows."""
-    from ..engines.exact.network import product
+    from ..engines.exact.reference import product
 
     linears = [layer[m] for layer in network.layers for m in ("qkv", "o", "gate_up", "down")]
     linears.append(network.output)

@@ -23,7 +23,7 @@ from ..engines.identity import Identity, identify
 from ..errors import NacrithError
 from ..pipeline.workers import local_coder
 from ..random_access import decode_block
-from ..verify import verify_block
+from ..random_access import verify_block
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Compiled elementwise work around the exact engine's 8-bit products (numba, CPU only).
 
-Each kernel does in one pass what ``engines/exact/network.py`` does in several numpy
+Each kernel does in one pass what ``engines/exact/reference.py`` does in several numpy
 operations, with the same IEEE-754 operations in the same order, so the same bits:
 numba compiles with ``fastmath=False`` (LLVM then contracts nothing into a fused
 multiply-add and reorders no floating-point sum), every operation here is either exact
@@ -10,10 +10,10 @@ compares them bit for bit, also under ``NUMBA_CPU_NAME=generic``) and is what a 
 
 - ``split_rows``: 14-bit integer rows q (float32, |q| <= 8191) as the uint8 rows the
   8-bit product takes: ``high + 64`` then ``low + 64``, ``q = high * 128 + low`` with
-  ``high = rint(q / 128)`` (so both halves in [-64, 64]); network.halves plus
+  ``high = rint(q / 128)`` (so both halves in [-64, 64]); reference.halves plus
   int8.OFFSET.
 - ``join_scaled``: the 8-bit product of those rows, less its offset, joined and scaled:
-  ``((high * 128 + low) * xs[row]) * scale[column]`` in float64; network.joined and
+  ``((high * 128 + low) * xs[row]) * scale[column]`` in float64; reference.joined and
   Linear's two multiplications.
 
 numba is imported and the kernels compiled on first use (about 0.5 s once, then read
@@ -31,7 +31,7 @@ import numpy as np
 from . import tables
 from .int8 import OFFSET, ROW_LIMIT, BoundsError
 
-#: The largest magnitude of a row split into two 7-bit halves (network.ACT_LEVELS).
+#: The largest magnitude of a row split into two 7-bit halves (reference.ACT_LEVELS).
 SPLIT_LIMIT = 8191
 
 _compiled = None
@@ -69,7 +69,7 @@ def _join_scaled(raw, offset, xs, scale, out):
 
 
 def _top(x):
-    """network.quantize's largest magnitude of a row: 1.0 where all are 0."""
+    """reference.quantize's largest magnitude of a row: 1.0 where all are 0."""
     top = 0.0
     for v in x:
         top = max(top, abs(v))
@@ -143,7 +143,7 @@ def _gated_split(gu, ffn, gelu, base, slope, pow2, out, xs, row):
     for i in range(m):
         for j in range(ffn):
             g = gu[i, j]
-            if gelu:  # network.GELU_SCALE, GELU_CUBIC
+            if gelu:  # reference.GELU_SCALE, GELU_CUBIC
                 a = g * _sigmoid(1.5957691216057308 * (g + ((0.044715 * g) * g) * g),
                                  base, slope, pow2)
             else:
@@ -307,14 +307,14 @@ def norm_split(x: np.ndarray, gain: np.ndarray, eps: float):
 
 
 def quantize_split(x: np.ndarray):
-    """network.quantize of float64 rows ``x`` (M, K) then ``split_rows``."""
+    """reference.quantize of float64 rows ``x`` (M, K) then ``split_rows``."""
     out, xs = _rows_for(x, x.shape[1])
     _checked(_kernels()["_quantize_split"](np.ascontiguousarray(x, np.float64), out, xs))
     return out, xs
 
 
 def gated_split(gu: np.ndarray, ffn: int, gelu: bool):
-    """network.activation of ``gu[:, :ffn]`` times ``gu[:, ffn:]``, quantized and split:
+    """reference.activation of ``gu[:, :ffn]`` times ``gu[:, ffn:]``, quantized and split:
     the feed-forward block's input to its down product."""
     out, xs = _rows_for(gu, ffn)
     _checked(_kernels()["_gated_split"](np.ascontiguousarray(gu, np.float64), ffn, gelu,
@@ -341,7 +341,7 @@ def attend(q, keys, key_scale, values, value_scale, seq, slot, pos, group: int,
 
 
 def rope_store(q, k, v, c, sn, neox: bool, keys, key_scale, values, value_scale, seq, slot):
-    """network.rope of queries ``q`` (N, heads, d) and keys ``k`` (N, kv, d) by the
+    """reference.rope of queries ``q`` (N, heads, d) and keys ``k`` (N, kv, d) by the
     angles' cos ``c`` and sin ``sn`` (N, d / 2), and the rotated keys and the values
     ``v`` stored in one layer's caches at each row's stream and slot as Context._forward
     stores them (8-bit integers, a scale per head); the rotated queries."""

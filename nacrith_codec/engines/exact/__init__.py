@@ -4,7 +4,8 @@
 (``n_vocab``, ``bos``, ``pieces``, ``tokenize``, ``kv_bytes_per_token``) and
 ``ExactModel.context`` makes contexts with ``engines.interface.Context``'s.  The
 weights and the vocabulary come from the GGUF file (weights.py), the
-arithmetic is network.py and context.py, the transcendental functions
+arithmetic is reference.py (and compiled.py, the same bits sooner on the CPU), network.py
+and context.py say what it computes, the transcendental functions
 tables.py; device.py puts it on the CPU (numpy) or a CUDA GPU (CuPy) with the same
 results.  Decoding needs no llama.cpp; encoding uses llama.cpp's tokenizer
 only (loaded without weights), since tokenization decides what is coded, not
@@ -16,7 +17,8 @@ from __future__ import annotations
 import threading
 
 from .context import Context
-from .device import Device, DeviceError, select
+from .device import Device, DeviceError
+from .selfcheck import select
 from .network import Network
 
 __all__ = ["ExactModel", "Context", "Device", "DeviceError", "Network", "select"]

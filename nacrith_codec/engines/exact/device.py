@@ -1,6 +1,6 @@
 """Where the exact engine computes: numpy on the CPU, or CuPy on a CUDA GPU.
 
-The engine's arithmetic (network.py, context.py, the tables' lookups) is written
+The engine's reference arithmetic (reference.py, the tables' lookups) is written
 once against numpy's API and runs on whichever array module a ``Device`` holds;
 no result depends on it, because every operation the engine uses gives one
 answer on both.  Matrix products multiply integers whose partial sums stay
@@ -13,7 +13,7 @@ integers (exact in any order); the tables (numerics/tables.py) are computed on
 the host and copied.  So a stream written on a GPU is the one written on a CPU,
 byte for byte.
 
-That is the reasoning; ``select`` tests it on every GPU before its
+That is the reasoning; ``selfcheck.select`` tests it on every GPU before its
 first use: a small network of the engine's own shape, with seeded random integer
 weights, computed on the device and with numpy, must give the same bits, or the
 device is refused with a ``DeviceError`` naming what differs.
@@ -22,7 +22,6 @@ device is refused with a ``DeviceError`` naming what differs.
 from __future__ import annotations
 
 import contextlib
-import functools
 
 import numpy as np
 
@@ -71,7 +70,7 @@ class Device:
 CPU = Device("cpu", np)
 
 
-def _cupy():
+def import_cupy():
     try:
         import cupy
     except ImportError as exc:
@@ -99,33 +98,3 @@ def check_name(name) -> int:
         if name.startswith("cuda:") and name[5:].isdigit():
             return int(name[5:])
     raise ValueError(f"device must be one of {', '.join(DEVICES)} or cuda:N, not {name!r}")
-
-
-def select(name: str = "cpu") -> Device:
-    """The device called ``name``: "cpu", "cuda" (or "cuda:N"), or "auto" (the first GPU
-    when CuPy finds one, else the CPU).  A GPU is checked before it is returned."""
-    index = check_name(name)
-    if name == "cpu" or (name == "auto" and not gpu_count()):
-        return CPU
-    return _gpu(index)
-
-
-@functools.lru_cache(maxsize=None)
-def _gpu(index: int) -> Device:
-    """CUDA device ``index``, once its arithmetic was found identical to numpy's (made and
-    checked once per process; one that fails is not kept, and fails again if asked)."""
-    cupy = _cupy()
-    count = gpu_count()
-    if index >= count:
-        raise DeviceError(f"device cuda:{index} asked for, but CuPy finds {count} CUDA "
-                          "device(s) here; use device='cpu' (the same streams) or another index")
-    device = Device(f"cuda:{index}", cupy, index)
-    from .selfcheck import compare
-    with device.scope():
-        differences = compare(device)
-    if differences:
-        raise DeviceError(
-            f"{device.name} computes the exact engine's arithmetic differently from the "
-            f"CPU ({'; '.join(differences)}): its streams would not decode elsewhere, so "
-            "it is not used; use device='cpu' and please report this GPU and CuPy version")
-    return device

@@ -5,12 +5,14 @@ what a codec's steps do: streams that join late, rows that skip a step (so a ste
 rows are not one slice), windows that slide.  It returns the digest of every step's
 logits and hidden states.  ``compare`` runs a small network of the real models'
 kind on a device and on the CPU (device.py calls it before a GPU's first use);
-``nacrith_codec.bench.device`` runs the full architecture.
+``nacrith_codec.bench.device`` runs the full architecture.  ``select`` gives the device
+a name asks for, a GPU only once it passed ``compare``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import time
 
@@ -19,7 +21,7 @@ import numpy as np
 from ...numerics import tables
 from . import weights
 from .context import Context
-from .device import CPU, Device
+from .device import CPU, Device, DeviceError, check_name, gpu_count, import_cupy
 from .network import Network
 
 #: The self-check's network: the real models' heads of 64 and RoPE base (their tables),
@@ -89,3 +91,32 @@ def compare(device: Device, shape: weights.Shape = SMALL, streams: int = 9,
     if there.digest != here.digest:
         differences.append("the logits or hidden states of a seeded network")
     return differences
+
+
+def select(name: str = "cpu") -> Device:
+    """The device called ``name``: "cpu", "cuda" (or "cuda:N"), or "auto" (the first GPU
+    when CuPy finds one, else the CPU).  A GPU is checked before it is returned."""
+    index = check_name(name)
+    if name == "cpu" or (name == "auto" and not gpu_count()):
+        return CPU
+    return _gpu(index)
+
+
+@functools.lru_cache(maxsize=None)
+def _gpu(index: int) -> Device:
+    """CUDA device ``index``, once its arithmetic was found identical to numpy's (made and
+    checked once per process; one that fails is not kept, and fails again if asked)."""
+    cupy = import_cupy()
+    count = gpu_count()
+    if index >= count:
+        raise DeviceError(f"device cuda:{index} asked for, but CuPy finds {count} CUDA "
+                          "device(s) here; use device='cpu' (the same streams) or another index")
+    device = Device(f"cuda:{index}", cupy, index)
+    with device.scope():
+        differences = compare(device)
+    if differences:
+        raise DeviceError(
+            f"{device.name} computes the exact engine's arithmetic differently from the "
+            f"CPU ({'; '.join(differences)}): its streams would not decode elsewhere, so "
+            "it is not used; use device='cpu' and please report this GPU and CuPy version")
+    return device
