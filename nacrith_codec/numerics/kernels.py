@@ -248,9 +248,10 @@ _KERNELS = ("_split_rows", "_join_scaled", "_norm_split", "_quantize_split", "_g
 def _kernels():
     """The compiled kernels by name (helpers first: the kernels call them as globals)."""
     global _compiled
-    with _COMPILING:  # a prefill's threads may ask at once
-        if _compiled is None:
-            _compiled = _compile()
+    if _compiled is None:
+        with _COMPILING:  # a prefill's threads may ask at once
+            if _compiled is None:
+                _compiled = _compile()
     return _compiled
 
 
@@ -288,8 +289,9 @@ def join_scaled(raw: np.ndarray, offset: np.ndarray, xs: np.ndarray,
     """(M, N) float64: the int32 product ``raw`` (2M, N) of split rows, less ``offset`` (N,)
     per column, joined (high * 128 + low) and scaled by ``xs`` (M,) and ``scale`` (N,)."""
     out = np.empty((raw.shape[0] // 2, raw.shape[1]), np.float64)
-    _kernels()["_join_scaled"](np.ascontiguousarray(raw), offset, np.ascontiguousarray(xs, np.float64),
-                  np.ascontiguousarray(scale, np.float64), out)
+    _kernels()["_join_scaled"](np.ascontiguousarray(raw), offset,
+                               np.ascontiguousarray(xs, np.float64),
+                               np.ascontiguousarray(scale, np.float64), out)
     return out
 
 

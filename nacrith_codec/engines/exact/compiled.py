@@ -29,13 +29,14 @@ class Linear:
     def __init__(self, q: np.ndarray, scale: np.ndarray):
         if (HALF // 2) * WEIGHT_LEVELS * q.shape[0] >= F32_EXACT:  # the reference's bound
             raise ValueError(f"a {q.shape[0]}-input product would not be exact in float32")
-        self.q, self.scale = q, scale
+        self.q, self.scale = q, np.ascontiguousarray(scale, np.float64)
         self.int8 = int8.Int8Matrix(q)
+        self._run, self._offset = self.int8.run, self.int8.offset
 
     def __call__(self, xq: np.ndarray, xs: np.ndarray) -> np.ndarray:
         """The product of an operand (uint8 rows, or float32 integer rows split here)."""
-        raw = self.int8.run(xq if xq.dtype == np.uint8 else kernels.split_rows(xq))
-        return kernels.join_scaled(raw, self.int8.offset, xs, self.scale)
+        raw = self._run(xq if xq.dtype == np.uint8 else kernels.split_rows(xq))
+        return kernels.join_scaled(raw, self._offset, xs, self.scale)
 
 
 class Compiled(Reference):
