@@ -27,24 +27,29 @@ def _best(run, repeats: int) -> float:
     return best
 
 
-def measure(network, rows: int, repeats: int = 3, seed: int = 0) -> tuple[float, float]:
-    """(float32 seconds, 8-bit seconds) of one step's weight products at ``rows`` rows."""
+def measure(network, arrays: dict, rows: int, repeats: int = 3,
+            seed: int = 0) -> tuple[float, float]:
+    """(float32 seconds, 8-bit seconds) of one step's weight products at ``rows`` rows
+    (``arrays``: the network's weights, weights.load's, for the float32 products)."""
     from ..engines.exact.reference import product
 
-    linears = [layer[m] for layer in network.layers for m in ("qkv", "o", "gate_up", "down")]
-    linears.append(network.output)
+    names = [f"{i}.{m}" for i in range(len(network.layers))
+             for m in ("qkv", "o", "gate_up", "down")] + ["output"]
+    linears = [network.layers[int(n.split(".")[0])][n.split(".")[1]] if n != "output"
+               else network.output for n in names]
+    floats32 = [np.asarray(arrays[f"{n}.q"]) for n in names]
     rng = np.random.default_rng(seed)
-    xs = [rng.integers(-64, 65, size=(rows, lin.q.shape[0])).astype(np.float32)
-          for lin in linears]
-    for x, lin in zip(xs, linears):
-        if not np.array_equal(lin.int8(x), product(x, lin.q)):
+    xs = [rng.integers(-64, 65, size=(rows, q.shape[0])).astype(np.float32) for q in floats32]
+    for x, lin, q in zip(xs, linears, floats32):
+        if not np.array_equal(lin.int8(x), product(x, q)):
             raise AssertionError("the 8-bit product differs from the float32 one")
-    floats = _best(lambda: [product(x, lin.q) for x, lin in zip(xs, linears)], repeats)
+    floats = _best(lambda: [product(x, q) for x, q in zip(xs, floats32)], repeats)
     eights = _best(lambda: [lin.int8(x) for x, lin in zip(xs, linears)], repeats)
     return floats, eights
 
 
 def main(argv=None) -> int:
+    from ..engines.exact import weights
     from ..engines.exact.network import Network
     from ..engines.model_file import resolve_model_path
 
@@ -54,10 +59,11 @@ def main(argv=None) -> int:
     p.add_argument("--rows", default="8,16,32,64", help="comma-separated GEMM row counts")
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args(argv)
-    network = Network.from_file(resolve_model_path(args.model), products="int8")
+    arrays, meta = weights.load(resolve_model_path(args.model))
+    network = Network(arrays, meta, products="int8")
     print(f"{'rows':>6} {'float32 ms':>11} {'8-bit ms':>9} {'ratio':>6}")
     for rows in (int(r) for r in args.rows.split(",")):
-        floats, eights = measure(network, rows, args.repeats)
+        floats, eights = measure(network, arrays, rows, args.repeats)
         print(f"{rows:6d} {floats * 1e3:11.1f} {eights * 1e3:9.1f} {floats / eights:5.2f}x",
               flush=True)
     return 0
