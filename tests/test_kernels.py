@@ -162,3 +162,14 @@ def test_kernels_compiled_for_a_generic_cpu_give_the_same_bits(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split() == ["generic"]
+
+
+def test_without_numba_the_network_computes_with_the_reference(monkeypatch):
+    """The compiled arithmetic needs numba as well as onnxruntime; without it the network
+    takes the reference's (the same bits), rather than failing at its first step."""
+    import sys
+    arrays, meta = weights.seeded(SHAPES["llama"])
+    assert network.Network(arrays, meta).products == "int8"
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba: ImportError
+    net = network.Network(arrays, meta)
+    assert net.products == "float32" and net.ops.products == "float32"

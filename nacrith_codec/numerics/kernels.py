@@ -245,6 +245,15 @@ _KERNELS = ("_split_rows", "_join_scaled", "_norm_split", "_quantize_split", "_g
             "_rope_store", "_attend")
 
 
+def available() -> bool:
+    """Whether numba, which compiles the kernels, can be imported here."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _kernels():
     """The compiled kernels by name (helpers first: the kernels call them as globals)."""
     global _compiled

@@ -18,8 +18,10 @@ from .weights import WEIGHT_LEVELS
 
 
 def available() -> bool:
-    """Whether the 8-bit products can run here (onnxruntime imports)."""
-    return int8.available()
+    """Whether this arithmetic can run here: onnxruntime (and onnx) for the products,
+    numba for the kernels.  Where either is missing the network computes with the
+    reference's (the same bits, slower)."""
+    return int8.available() and kernels.available()
 
 
 class Linear:
