@@ -33,11 +33,10 @@ def measure(network, arrays: dict, rows: int, repeats: int = 3,
     (``arrays``: the network's weights, weights.load's, for the float32 products)."""
     from ..engines.exact.reference import product
 
-    names = [f"{i}.{m}" for i in range(len(network.layers))
-             for m in ("qkv", "o", "gate_up", "down")] + ["output"]
-    linears = [network.layers[int(n.split(".")[0])][n.split(".")[1]] if n != "output"
-               else network.output for n in names]
-    floats32 = [np.asarray(arrays[f"{n}.q"]) for n in names]
+    pairs = [(layer[m], arrays[f"{i}.{m}.q"]) for i, layer in enumerate(network.layers)
+             for m in ("qkv", "o", "gate_up", "down")]
+    pairs.append((network.output, arrays["output.q"]))
+    linears, floats32 = zip(*pairs)
     rng = np.random.default_rng(seed)
     xs = [rng.integers(-64, 65, size=(rows, q.shape[0])).astype(np.float32) for q in floats32]
     for x, lin, q in zip(xs, linears, floats32):

@@ -8,13 +8,20 @@ multiply-add and reorders no floating-point sum), every operation here is either
 summed in floating point.  The numpy code stays the reference (tests/test_kernels.py
 compares them bit for bit, also under ``NUMBA_CPU_NAME=generic``) and is what a GPU runs.
 
-- ``split_rows``: 14-bit integer rows q (float32, |q| <= 8191) as the uint8 rows the
+- ``split_rows``: 14-bit integer rows (float32, |q| <= 8191) as the uint8 rows the
   8-bit product takes: ``high + 64`` then ``low + 64``, ``q = high * 128 + low`` with
-  ``high = rint(q / 128)`` (so both halves in [-64, 64]); reference.halves plus
-  int8.OFFSET.
+  ``high = rint(q / 128)``; ``norm_split``, ``quantize_split`` and ``gated_split`` make
+  those rows from float64 ones (reference.rms_quantized, quantize, activation) in the
+  same pass.
 - ``join_scaled``: the 8-bit product of those rows, less its offset, joined and scaled:
-  ``((high * 128 + low) * xs[row]) * scale[column]`` in float64; reference.joined and
-  Linear's two multiplications.
+  ``((high * 128 + low) * xs[row]) * scale[column]`` in float64.
+- ``rope_store``: reference.rope of queries and keys, and the store of the keys and
+  values into one layer's 8-bit cache.
+- ``attend``: reference.attend for rows that see their own slots, its sums of integers
+  in int32 and int64 (exact in any order).
+
+The integer grids and constants are numerics/levels.py's and tables.py's, read by numba
+as compile-time constants.
 
 numba is imported and the kernels compiled on first use (about 0.5 s once, then read
 from numba's cache: ``NUMBA_CACHE_DIR``, else beside this file or in the user's cache),
@@ -30,9 +37,12 @@ import numpy as np
 
 from . import tables
 from .int8 import OFFSET, ROW_LIMIT, BoundsError
+from .levels import ACT_LEVELS, CACHE_LEVELS, GELU_CUBIC, GELU_SCALE, HALF, NORM_LEVELS
 
-#: The largest magnitude of a row split into two 7-bit halves (reference.ACT_LEVELS).
-SPLIT_LIMIT = 8191
+# numba reads module globals as constants when it compiles
+SPLIT_LIMIT = ACT_LEVELS  # the largest magnitude of a row split into two 7-bit halves
+LOG2E, EXP2_POINTS = tables.LOG2E, 1 << tables.FRACTION_BITS
+ATTENTION_STEP = tables.ATTENTION_STEP
 
 _compiled = None
 _COMPILING = threading.Lock()
@@ -40,12 +50,12 @@ _COMPILING = threading.Lock()
 
 def _split_into(v, out, low_row, high_row, j):
     """One 14-bit integer ``v`` as its uint8 halves + 64 (False if it is not one)."""
-    ok = abs(v) <= 8191.0 and v == np.rint(v)  # NaN fails both
+    ok = abs(v) <= SPLIT_LIMIT and v == np.rint(v)  # NaN fails both
     if not ok:
         v = 0.0
-    high = np.rint(v * (1.0 / 128))
-    out[high_row, j] = np.uint8(high + 64.0)
-    out[low_row, j] = np.uint8(v - high * 128.0 + 64.0)
+    high = np.rint(v * (1.0 / HALF))
+    out[high_row, j] = np.uint8(high + OFFSET)
+    out[low_row, j] = np.uint8(v - high * HALF + OFFSET)
     return ok
 
 
@@ -65,7 +75,7 @@ def _join_scaled(raw, offset, xs, scale, out):
         for j in range(n):
             high = np.float64(raw[i, j] - offset[j])
             low = np.float64(raw[m + i, j] - offset[j])
-            out[i, j] = ((high * 128.0 + low) * x) * scale[j]
+            out[i, j] = ((high * HALF + low) * x) * scale[j]
 
 
 def _top(x):
@@ -80,11 +90,11 @@ def _quantized_split(y, out, i, m):
     """Row ``y`` (float64) quantized to ACT_LEVELS and split into rows i and m + i of
     ``out``; (its scale, whether every integer was in bounds)."""
     top = _top(y)
-    mul = 8191.0 / top
+    mul = ACT_LEVELS / top
     ok = True
     for j in range(len(y)):
         ok &= _split_into(np.rint(y[j] * mul), out, m + i, i, j)
-    return top / 8191.0, ok
+    return top / ACT_LEVELS, ok
 
 
 def _norm_split(x, gain, eps, out, xs, row):
@@ -92,12 +102,12 @@ def _norm_split(x, gain, eps, out, xs, row):
     ok = True
     for i in range(m):
         top = _top(x[i])
-        mul = 32767.0 / top
+        mul = NORM_LEVELS / top
         sums = 0.0  # integers below 2**53: exact in any order
         for j in range(k):
             v = np.rint(x[i, j] * mul)
             sums += v * v
-        unit = top / 32767.0
+        unit = top / NORM_LEVELS
         inv = 1.0 / np.sqrt((sums * (unit * unit)) / k + eps)
         for j in range(k):
             row[j] = x[i, j] * np.float64(gain[j])
@@ -121,8 +131,8 @@ def _exp2(t, base, slope, pow2):
     (pow2[k] = 2**-k): exact while the result is normal, else one rounding, as ldexp's."""
     t = max(t, -1100.0)
     whole = np.floor(t)
-    scaled = (t - whole) * 1024.0
-    index = min(np.floor(scaled), 1023.0)
+    scaled = (t - whole) * EXP2_POINTS
+    index = min(np.floor(scaled), EXP2_POINTS - 1.0)
     i = int(index)
     value = base[i] + slope[i] * (scaled - index)  # in [1, 2]
     k = -int(whole)
@@ -132,7 +142,7 @@ def _exp2(t, base, slope, pow2):
 
 
 def _sigmoid(x, base, slope, pow2):
-    e = _exp2(-abs(x) * 1.4426950408889634, base, slope, pow2)  # tables.LOG2E
+    e = _exp2(-abs(x) * LOG2E, base, slope, pow2)
     positive = 1.0 / (1.0 + e)
     return positive if x >= 0 else e * positive
 
@@ -143,9 +153,9 @@ def _gated_split(gu, ffn, gelu, base, slope, pow2, out, xs, row):
     for i in range(m):
         for j in range(ffn):
             g = gu[i, j]
-            if gelu:  # reference.GELU_SCALE, GELU_CUBIC
-                a = g * _sigmoid(1.5957691216057308 * (g + ((0.044715 * g) * g) * g),
-                                 base, slope, pow2)
+            if gelu:
+                a = g * _sigmoid(GELU_SCALE * (g + ((GELU_CUBIC * g) * g) * g), base, slope,
+                                 pow2)
             else:
                 a = g * _sigmoid(g, base, slope, pow2)
             row[j] = a * gu[i, ffn + j]
@@ -167,7 +177,7 @@ def _mixture(weight, values, m, acc):
 
 
 def _attend(q, keys, kscale, values, vscale, seq, slot, pos, group, q_mul, window, sink,
-            table, out, qq, raw, seen, score, weight, acc):
+            table, out, qq, qs, raw, seen, score, weight, acc):
     n, heads, hd = q.shape
     span_max = len(table) - 1
     for r in range(n):
@@ -183,9 +193,10 @@ def _attend(q, keys, kscale, values, vscale, seq, slot, pos, group, q_mul, windo
             for j in range(group):
                 h = g * group + j
                 top = _top(q[r, h])
-                mul = 8191.0 / top
+                mul = ACT_LEVELS / top
                 for d in range(hd):
                     qq[j, d] = np.int32(np.rint(q[r, h, d] * mul))
+                qs[j] = (top / ACT_LEVELS) * q_mul
                 for t in range(m):
                     raw[j, t] = 0
             for d in range(hd):  # |sums| <= 8191 * 127 * 256 < 2**31: exact in int32
@@ -196,15 +207,14 @@ def _attend(q, keys, kscale, values, vscale, seq, slot, pos, group, q_mul, windo
                         row[t] += qd * np.int32(key[t])
             for j in range(group):
                 h = g * group + j
-                qs = (_top(q[r, h]) / 8191.0) * q_mul
                 best = -np.inf
                 for t in range(m):
-                    score[t] = raw[j, t] * (qs * kscale[s, g, t])
+                    score[t] = raw[j, t] * (qs[j] * kscale[s, g, t])
                     if seen[t]:
                         best = max(best, score[t])
                 total = 0.0
                 for t in range(m):
-                    e = table[int(min(np.rint((score[t] - best) * -256.0), span_max))]
+                    e = table[int(min(np.rint((score[t] - best) * -ATTENTION_STEP), span_max))]
                     e = e if seen[t] else 0.0
                     total += e
                     weight[t] = np.int32(np.rint(e * (vscale[s, g, t] / vtop)))  # <= 65535
@@ -226,18 +236,18 @@ def _rope_store(q, k, v, c, sn, neox, keys, kscale, values, vscale, seq, slot, r
                 out[a] = first * c[r, i] - second * sn[r, i]
                 out[b] = first * sn[r, i] + second * c[r, i]
         s, t = seq[r], slot[r]
-        for g in range(k.shape[1]):  # the cache's 8-bit keys and values (CACHE_LEVELS)
+        for g in range(k.shape[1]):  # the cache's 8-bit keys and values
             key = rotated[r, heads + g]
             top = _top(key)
-            mul = 127.0 / top
+            mul = CACHE_LEVELS / top
             for d in range(hd):
                 keys[s, g, d, t] = np.rint(key[d] * mul)
-            kscale[s, g, t] = top / 127.0
+            kscale[s, g, t] = top / CACHE_LEVELS
             top = _top(v[r, g])
-            mul = 127.0 / top
+            mul = CACHE_LEVELS / top
             for d in range(hd):
                 values[s, g, t, d] = np.rint(v[r, g, d] * mul)
-            vscale[s, g, t] = top / 127.0
+            vscale[s, g, t] = top / CACHE_LEVELS
 
 
 _HELPERS = ("_split_into", "_top", "_mixture", "_quantized_split", "_exp2", "_sigmoid")
@@ -346,6 +356,7 @@ def attend(q, keys, key_scale, values, value_scale, seq, slot, pos, group: int,
     _kernels()["_attend"](np.ascontiguousarray(q, np.float64), keys, key_scale, values,
                           value_scale, seq, slot, pos, group, float(q_mul), window, sink,
                           tables.attention_table(), out, np.empty((group, hd), np.int32),
+                          np.empty(group),
                           np.empty((group, width), np.int32), np.empty(width, np.bool_),
                           np.empty(width), np.empty(width, np.int32), np.empty(hd, np.int64))
     return out

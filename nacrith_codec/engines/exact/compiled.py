@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...numerics import int8, kernels
-from .reference import F32_EXACT, HALF, Reference, rms_quantized
+from ...numerics.levels import exact_inputs
+from .reference import Reference, rms_quantized
 from .weights import WEIGHT_LEVELS
 
 
@@ -31,9 +32,8 @@ class Linear:
     from the weights' cache, is let go: 540 MB of SmolLM2's resident memory)."""
 
     def __init__(self, q: np.ndarray, scale: np.ndarray):
-        if (HALF // 2) * WEIGHT_LEVELS * q.shape[0] >= F32_EXACT:  # the reference's bound
-            raise ValueError(f"a {q.shape[0]}-input product would not be exact in float32")
-        self.inputs, self.scale = q.shape[0], np.ascontiguousarray(scale, np.float64)
+        self.inputs = exact_inputs(q.shape[0], WEIGHT_LEVELS)  # the reference's bound
+        self.scale = np.ascontiguousarray(scale, np.float64)
         self.int8 = int8.Int8Matrix(q)
         self._run, self._offset = self.int8.run, self.int8.offset
 

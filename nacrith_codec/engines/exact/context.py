@@ -4,7 +4,8 @@ Each stream has its own key/value cache of ``window`` slots: 8-bit keys and
 values (int8) with a float64 scale per slot and head; attention's weights are
 16-bit integers (tables.attention_weights), its sums exact (reference.attend).
 The network's arithmetic (``Network.ops``) computes each layer's parts; this
-module says which, in what order, over which rows and slots.  Positions are absolute: when a stream slides, its
+module says which, in what order, over which rows and slots.  Positions are
+absolute: when a stream slides, its
 slots after the first ``sink`` lose ``slide`` tokens and the rest move down,
 keys keep the rotation of the position they were written at (RoPE depends on
 the distance only), and nothing is recomputed.  Rows of a step are computed

@@ -41,7 +41,6 @@ class Network:
             products = "int8" if device.xp is np and compiled.available() else "float32"
         if products not in PRODUCTS or (products == "int8" and device.xp is not np):
             raise ValueError(f"products={products!r}: one of {PRODUCTS} (int8 on the CPU only)")
-        self.products = products
         self.ops = compiled.Compiled() if products == "int8" else Reference()
         self.embed_scale = float(np.sqrt(np.float64(s.embd)))  # Gemma's (correctly rounded)
         with device.scope():
@@ -57,6 +56,11 @@ class Network:
             self.final_norm = put(arrays["output_norm"])
         # the KV cache per token: 8-bit keys and values, a float64 scale for each
         self.kv_bytes_per_token = s.layers * s.kv_heads * (2 * s.head_dim + 2 * 8)
+
+    @property
+    def products(self) -> str:
+        """PRODUCTS' name of the arithmetic chosen."""
+        return self.ops.products
 
     @classmethod
     def from_file(cls, path, device: Device = CPU, products: str | None = None) -> "Network":

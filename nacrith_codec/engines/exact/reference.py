@@ -24,13 +24,10 @@ import numpy as np
 
 from ...numerics import tables
 from ...numerics.arrays import module_of
+from ...numerics.levels import (ACT_LEVELS, CACHE_LEVELS, GELU_CUBIC, GELU_SCALE, HALF,
+                                NORM_LEVELS, exact_inputs)
 from .weights import WEIGHT_LEVELS
 
-ACT_LEVELS = 8191  # activations: integers in [-8191, 8191] times a scale per row
-CACHE_LEVELS = 127  # keys and values: 8-bit integers times a scale per slot and head
-HALF = 128  # an activation is high * HALF + low, |high|, |low| <= 64
-NORM_LEVELS = 32767  # the integers whose squares give a row's RMS
-F32_EXACT = 1 << 24
 _MASKED = -1e300
 VALUE_CHUNK = (1 << 24) // (255 * 127)  # slots per exact float32 value product (518)
 
@@ -87,8 +84,7 @@ class Linear:
 
     def __init__(self, q: np.ndarray, scale: np.ndarray):
         self.q, self.scale = q, scale  # (K, N) integers as float32, (N,) float64
-        if (HALF // 2) * WEIGHT_LEVELS * q.shape[0] >= F32_EXACT:
-            raise ValueError(f"a {q.shape[0]}-input product would not be exact in float32")
+        exact_inputs(q.shape[0], WEIGHT_LEVELS)
 
     def __call__(self, xq: np.ndarray, xs: np.ndarray) -> np.ndarray:
         """The product of integer rows ``xq`` (float32) scaled by ``xs`` per row."""
@@ -108,10 +104,6 @@ def rope(x: np.ndarray, c: np.ndarray, s: np.ndarray, neox: bool = False) -> np.
     b[...] = first * s + second * c
     return out
 
-
-#: GELU's tanh form, 0.5 x (1 + tanh(u)) = x sigmoid(2 u), u = sqrt(2 / pi) (x + 0.044715 x**3)
-GELU_SCALE = 1.5957691216057308  # the float64 nearest 2 sqrt(2 / pi)
-GELU_CUBIC = 0.044715
 
 
 def activation(arch: str, g: np.ndarray) -> np.ndarray:

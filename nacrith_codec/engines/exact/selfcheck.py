@@ -4,9 +4,9 @@
 what a codec's steps do: streams that join late, rows that skip a step (so a step's
 rows are not one slice), windows that slide.  It returns the digest of every step's
 logits and hidden states.  ``compare`` runs a small network of the real models'
-kind on a device and on the CPU (device.py calls it before a GPU's first use);
-``nacrith_codec.bench.device`` runs the full architecture.  ``select`` gives the device
-a name asks for, a GPU only once it passed ``compare``.
+kind on a device and on the CPU; ``select`` gives the device a name asks for, a GPU
+only once it passed ``compare``; ``nacrith_codec.bench.device`` runs the full
+architecture.
 """
 
 from __future__ import annotations
