@@ -101,7 +101,7 @@ class _Coding:
 class NacrithCompressor(_Coding):
     """Incremental compressor: ``compress(chunk)`` then ``flush()``, as lzma's.
 
-    >>> c = NacrithCompressor(engine="exact")  # a stream that decodes on any machine
+    >>> c = NacrithCompressor()  # the exact engine: a stream that decodes on any machine
     >>> packed = c.compress(b"Down the rabbit-hole. ") + c.compress(b"Alice!") + c.flush()
     >>> decompress(packed)
     b'Down the rabbit-hole. Alice!'
@@ -378,7 +378,7 @@ class NacrithDecompressor(_Coding):
 def compress(data, model=None, **options) -> bytes:
     """Compress ``data`` in one call; options as for ``NacrithCompressor``.
 
-    >>> packed = compress(b"We're all mad here.", engine="exact", window=64, slide=16)
+    >>> packed = compress(b"We're all mad here.", window=64, slide=16)
     >>> packed[:4], decompress(packed)
     (b'NACR', b"We're all mad here.")
     """

@@ -139,11 +139,10 @@ def add_codec_arguments(p: argparse.ArgumentParser):
                         "(default 32768; 0: off)")
     g.add_argument("--cache-theta", type=int, metavar="T", help="neural cache sharpness (50)")
     g.add_argument("--engine", choices=ENGINES,
-                   help="what computes the model's logits: llama.cpp (default: fast, any GGUF "
-                        "model, but its streams decode only with the same llama.cpp build and "
-                        "CPU features) or exact (the model's logits in integer arithmetic: "
-                        "streams that decode on any machine; compresses as fast, decompresses "
-                        "2.5x slower; SmolLM2 and Gemma 3)")
+                   help="what computes the model's logits: exact (the default: integer "
+                        "arithmetic every machine shares, so its streams decode on any "
+                        "machine; SmolLM2 and Gemma 3) or llama.cpp (any GGUF model, but its "
+                        "streams decode only with the same llama.cpp build and CPU features)")
     g.add_argument("--float-bits", type=int, choices=(32, 64),
                    help="precision of the predictors' arithmetic (default 32)")
     g.add_argument("--model-alone", action="store_true",

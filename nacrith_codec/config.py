@@ -28,11 +28,17 @@ MAX_NGRAM_ORDER = 8
 SKIP_PPM = 950000
 MAX_TABLE_BITS = 22  # 2**22 N-gram buckets: 144 MiB per block coder at most
 MAX_CACHE = 1 << 16  # neural cache entries: 151 MiB per block coder at most (640 values each)
-#: The engines that compute the model's logits.  "exact" (format version 6) computes them
-#: in integer arithmetic that every machine shares (nacrith_codec/exact), so its streams
-#: decode anywhere; "llama.cpp" (the default while it decodes 2.5 times faster on a CPU:
-#: README, "Engines") runs any GGUF model, but its last bits depend on the build and the CPU.
-ENGINES = ("llama.cpp", "exact")
+#: The engines that compute the model's logits.  "exact" (the default; format version 6
+#: on) computes them in integer arithmetic that every machine shares (engines/exact), so
+#: its streams decode anywhere; "llama.cpp" runs any GGUF model, but its last bits depend
+#: on the build and the CPU, so its streams decode only where they were written.
+ENGINES = ("exact", "llama.cpp")
+#: Each engine's shortest stream, unless one is given: a block of n tokens is split into
+#: n // min_stream_tokens streams (at most ``streams``).  The exact engine's step costs
+#: nearly the same for one row as for two (every 8-bit weight is read once a step), so a
+#: block of 768 tokens or more (about 3 KB of text) takes a second stream: on 4 KB of
+#: alice29 3% more bytes, decoded 1.8 times faster (README, "Engines").
+MIN_STREAM_TOKENS = {"exact": 384, "llama.cpp": 512}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +50,8 @@ class CodecConfig:
         one ``llama_batch`` per step holding one token of each live stream.
     min_stream_tokens: a block is split into fewer streams when it has fewer
         than ``streams * min_stream_tokens`` tokens (short streams pay the
-        cold-start cost of an empty context for little speed).
+        cold-start cost of an empty context for little speed); None: the
+        engine's (MIN_STREAM_TOKENS).
     window: tokens kept in each stream's KV cache (its context length).
     slide: tokens dropped from the cache when it is full.
     sink: tokens at the start of the cache that are never dropped (the BOS
@@ -62,8 +69,8 @@ class CodecConfig:
         into probabilities (softmax, mixing): 32 (format versions 4 to 6) or 64
         (versions 1-3).  float32 halves the predictors' time per step; the
         probabilities differ in the last bits, so it is part of the format.
-    engine: what computes the logits, one of ENGINES ("exact" from version 6 on;
-        versions 1-5 are "llama.cpp").
+    engine: what computes the logits, one of ENGINES ("exact", the default, from
+        version 6 on; versions 1-5 are "llama.cpp").
     exact: 1 when every step after the logits is exact arithmetic too (tables
         for exp, integer sums; version 6), 0 for versions 1-5 (numpy's exp,
         whose last bits follow the CPU's SIMD kernels).
@@ -74,7 +81,7 @@ class CodecConfig:
 
     block_size: int = 256 << 10
     streams: int = 8
-    min_stream_tokens: int = 512
+    min_stream_tokens: int | None = None
     window: int = 1024
     slide: int = 256
     sink: int = 1
@@ -85,19 +92,23 @@ class CodecConfig:
     mixer_rate_ppm: int = 2000
     skip_ppm: int = 0
     float_bits: int = 32
-    engine: str = "llama.cpp"
+    engine: str = "exact"
     exact: int = 1
     cache_size: int = 32768
     cache_theta: int = 50
 
     def __post_init__(self):
+        if self.min_stream_tokens is None and self.engine in MIN_STREAM_TOKENS:
+            object.__setattr__(self, "min_stream_tokens", MIN_STREAM_TOKENS[self.engine])
         self.validate(ValueError)
 
     def validate(self, error=FormatError):
         checks = [
             (1 <= self.block_size <= MAX_BLOCK_SIZE, f"block_size must be 1..{MAX_BLOCK_SIZE}"),
             (1 <= self.streams <= MAX_STREAMS, f"streams must be 1..{MAX_STREAMS}"),
-            (1 <= self.min_stream_tokens <= MAX_BLOCK_SIZE, "min_stream_tokens must be positive"),
+            (isinstance(self.min_stream_tokens, int)
+             and 1 <= self.min_stream_tokens <= MAX_BLOCK_SIZE,
+             "min_stream_tokens must be positive"),
             (8 <= self.window <= MAX_WINDOW, f"window must be 8..{MAX_WINDOW}"),
             (0 <= self.sink < self.window // 2, "sink must be below window/2"),
             (1 <= self.slide <= self.window - self.sink - 1, "slide must be 1..window-sink-1"),
@@ -145,6 +156,11 @@ class CodecConfig:
         return tuple(f.name for f in dataclasses.fields(cls))
 
     def replace(self, **changes) -> "CodecConfig":
+        """A copy with ``changes``; another engine brings its own min_stream_tokens
+        unless this one's was chosen (differs from its engine's) or one is given."""
+        if ("engine" in changes and "min_stream_tokens" not in changes
+                and self.min_stream_tokens == MIN_STREAM_TOKENS.get(self.engine)):
+            changes["min_stream_tokens"] = None
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict:

@@ -17,7 +17,7 @@ def test_the_ablation_replay_sees_the_codec_s_probabilities(english):
     data = english[:500]
     config = CodecConfig(block_size=len(data), streams=2, min_stream_tokens=16, window=48,
                          slide=16)
-    engine = Engine.get(resolve_model_path(None))
+    engine = Engine.get(resolve_model_path(None), kind=config.engine)
     with tempfile.TemporaryDirectory() as folder:
         logits, grid, counts, _ = ablation.record(engine, data, config, folder)
         replayed = ablation.replay(logits, grid, counts, config, engine.tokenizer)

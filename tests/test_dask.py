@@ -290,4 +290,4 @@ def test_workers_place_the_exact_engine_where_they_can_and_write_the_same_bytes(
     assert report.ok and (tmp_path / "back" / "x.txt").read_bytes() == data
     devices = client.run(lambda: sorted({key[3] for key in engines._engines
                                          if key[2] == "exact"}))
-    assert all(d == ["auto"] for d in devices.values()), devices  # one model each, "auto"
+    assert all("auto" in d for d in devices.values()), devices  # each placed "auto"

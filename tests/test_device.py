@@ -107,7 +107,7 @@ def test_devices_are_named_and_missing_ones_say_what_to_install(monkeypatch):
         with pytest.raises(ValueError, match="device must be one of cpu, cuda, auto"):
             nc.compress(b"x", device=bad, **EXACT_SMALL)
     with pytest.raises(ValueError, match="exact engine.*n_gpu_layers"):
-        nc.NacrithCompressor(device="cuda")  # the llama.cpp engine: no such placement
+        nc.NacrithCompressor(device="cuda", engine="llama.cpp")  # no such placement
     monkeypatch.setitem(sys.modules, "cupy", None)  # CuPy not installed
     selfcheck._gpu.cache_clear()
     assert selfcheck.select("auto") is device.CPU

@@ -321,14 +321,38 @@ FRAMING = 80  # header (21 bytes), a block's record (about 21), END (20), footer
 
 
 def test_a_stream_needs_little_beyond_its_best_classical_coding():
-    """An exact stream's header holds no environment: an empty input is at most 64 bytes
-    in all, and a one-block stream at most FRAMING bytes more than the best classical
-    payload."""
-    assert len(nc.compress(b"", engine="exact")) <= 64
+    """A default stream (the exact engine's) holds no environment in its header: an empty
+    input is at most 64 bytes in all, random bytes grow by at most 64 bytes and a
+    thousandth, and a one-block stream is at most FRAMING bytes more than the best
+    classical payload."""
+    empty = nc.compress(b"")
+    assert len(empty) <= 64 and container.parse_header(empty)[0].config.engine == "exact"
+    noise = np.random.default_rng(64).bytes(64 << 10)
+    packed = nc.compress(noise)
+    assert len(packed) <= len(noise) + 64 + len(noise) // 1000
+    assert nc.decompress(packed) == noise
     for data in (b"The quick brown fox jumps over the lazy dog.", os.urandom(3000)):
         best = min(len(classical.compress(m, data)) for m in classical.CODECS)
-        packed = nc.compress(data, engine="exact")
+        packed = nc.compress(data)
         assert len(packed) <= FRAMING + 1.001 * min(best, len(data)), data[:20]
+
+
+def test_the_default_engine_is_exact_and_each_engine_splits_blocks_its_way():
+    """The exact engine is the default everywhere a CodecConfig is made; it takes a second
+    stream from 768 tokens (2 x 384), llama.cpp from 1,024 (2 x 512), unless a stream
+    length is given, and the header records the choice."""
+    from nacrith_codec.config import CodecConfig
+    from nacrith_codec.pipeline import schedule
+    exact, llama = CodecConfig(), CodecConfig(engine="llama.cpp")
+    assert exact.engine == "exact" and (exact.min_stream_tokens, llama.min_stream_tokens) == (384, 512)
+    assert exact.replace(engine="llama.cpp") == llama and llama.replace(engine="exact") == exact
+    assert exact.replace(min_stream_tokens=100).replace(engine="llama.cpp").min_stream_tokens == 100
+    assert CodecConfig(engine="llama.cpp", min_stream_tokens=384).min_stream_tokens == 384
+    assert (schedule.split(966, exact), schedule.split(966, llama)) == ([483, 483], [966])
+    assert schedule.split(767, exact) == [767]
+    for config in (exact, llama):
+        packed = nc.compress(b"", engine=config.engine)
+        assert container.parse_header(packed)[0].config == config
 
 
 def test_streams_of_other_engines_record_it(english):

@@ -18,7 +18,7 @@ from nacrith_codec import cli
 from nacrith_codec.bits import range_coder as coder
 from conftest import SMALL
 
-SMALL_ARGS = ["--streams", "2", "--window", "48", "--slide", "16"]
+SMALL_ARGS = ["--streams", "2", "--window", "48", "--slide", "16", "--engine", "llama.cpp"]
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_a_full_kv_cache_is_an_error(alice, monkeypatch):
 
     monkeypatch.setattr(llama_cpp, "llama_init_from_model", small_context)
     with pytest.raises(nc.NacrithError, match="code 1 .no free KV cache cell"):
-        nc.compress(alice[:2600], streams=2, window=1024, slide=256)
+        nc.compress(alice[:2600], streams=2, window=1024, slide=256, engine="llama.cpp")
 
 
 def test_cli_leaves_no_output_when_the_model_fails(tmp_path, english, failing_decode):

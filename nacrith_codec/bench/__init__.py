@@ -24,7 +24,7 @@ import resource
 import sys
 import time
 
-from ..config import MODEL_ALONE
+from ..config import MODEL_ALONE, CodecConfig
 from ..pipeline.stats import bits_per_byte
 
 
@@ -56,7 +56,7 @@ def classical():
 class _Nacrith:
     """nacrith as a bench codec, keeping the coder statistics of the last run."""
 
-    def __init__(self, args, engine: str = "llama.cpp", model: str | None = None,
+    def __init__(self, args, engine: str = CodecConfig.engine, model: str | None = None,
                  level: int | None = None):
         self.options = {k: v for k, v in (("model", model), ("threads", args.threads)) if v}
         if engine == "exact":
@@ -146,9 +146,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="comma-separated levels (1..9, as nacrith -N) for a row each")
     p.add_argument("--model-alone", action="store_true",
                    help="nacrith without its online predictors: the model's probabilities only")
-    p.add_argument("--engine", default="llama.cpp", metavar="NAMES",
+    p.add_argument("--engine", default=CodecConfig.engine, metavar="NAMES",
                    help="comma-separated engines to measure nacrith with, one row each, in "
-                        "one run (default llama.cpp; llama.cpp,exact compares them)")
+                        f"one run (default {CodecConfig.engine}; llama.cpp,exact compares them)")
     p.add_argument("--device", default="cpu",
                    help="where the exact engine computes: cpu, cuda, cuda:N or auto (its rows "
                         "only; the engine-only check of a GPU: python -m nacrith_codec.bench.device)")
@@ -204,8 +204,8 @@ def main(argv=None) -> int:
                 print(f"model {path.name}")
             if args.raw:
                 streams = [int(b) for b in args.streams.split(",")]
-                model_rate.run(args.files, Engine.get(path), path, args.threads, streams,
-                               args.limit)
+                model_rate.run(args.files, Engine.get(path, kind="llama.cpp"), path, args.threads,
+                               streams, args.limit)
             else:
                 ablation.run(args.files, Engine.get(path), args.threads)
         return 0

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import threading
 
-from ..config import ENGINES
+from ..config import ENGINES, CodecConfig
 from ..pipeline import memory
 from ..predictions.predictor import numpy_environment
 from ..tokens import Tokenizer
@@ -45,7 +45,7 @@ def environment(n_gpu_layers: int = 0, numpy: bool = False) -> dict:
 class Engine:
     loads = 0  #: models this process has loaded (one per model file, whatever the work)
 
-    def __init__(self, path: str, n_gpu_layers: int = 0, kind: str = "llama.cpp",
+    def __init__(self, path: str, n_gpu_layers: int = 0, kind: str = CodecConfig.engine,
                  device: str = "cpu"):
         if kind not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {kind!r}")
@@ -64,7 +64,7 @@ class Engine:
         self._pool_lock = threading.Lock()
 
     @classmethod
-    def get(cls, path, n_gpu_layers: int = 0, kind: str = "llama.cpp",
+    def get(cls, path, n_gpu_layers: int = 0, kind: str = CodecConfig.engine,
             device: str = "cpu") -> "Engine":
         """The engine of a model file loaded once per process.  ``device`` places the exact
         engine (exact/device.py: "cpu", "cuda", "cuda:N" or "auto", the same logits on
