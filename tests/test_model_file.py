@@ -70,7 +70,7 @@ def test_a_model_file_replaced_or_rewritten_with_its_size_and_mtime_is_hashed_ag
 
 def test_a_damaged_exact_engine_cache_is_noticed_and_rebuilt(tmp_path, monkeypatch):
     """The cached integer weights are checked against their digests before use: one byte
-    changed in an array (or a lost digest) is rebuilt from the model file, with a
+    changed in an array or a graph (or a lost digest) is rebuilt from the model file, with a
     warning, instead of silently changing the logits (streams that decode nowhere else)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     model = write_tiny_gguf(tmp_path / "tiny.gguf")
@@ -88,12 +88,13 @@ def test_a_damaged_exact_engine_cache_is_noticed_and_rebuilt(tmp_path, monkeypat
             np.array_equal(loaded[name], a) for name, a in healthy.items())
 
     assert same(load_quietly())
-    for name in ("output_norm", "0.qkv.q"):
-        npy = folder / f"{name}.npy"
-        data = bytearray(npy.read_bytes())
+    assert sorted(meta["graph_files"]) == sorted(n for n in arrays if n.endswith(".q"))
+    for name in ("output_norm.npy", "0.qkv.q.npy", "0.qkv.q.onnx"):  # the 8-bit product's graph
+        file = folder / name
+        data = bytearray(file.read_bytes())
         data[-1] ^= 0x01  # one byte of its values
-        npy.write_bytes(bytes(data))
-        with pytest.warns(nc.CacheWarning, match=f"damaged .*{name}"):
+        file.write_bytes(bytes(data))
+        with pytest.warns(nc.CacheWarning, match=f"damaged .*{name.removesuffix('.npy')}"):
             assert same(weights.load(model)[0])
         assert same(load_quietly())  # rebuilt on disk, not only in this process
     meta = json.loads((folder / "meta.json").read_text())

@@ -36,7 +36,8 @@ def measure(network, arrays: dict, rows: int, repeats: int = 3,
     pairs = [(layer[m], arrays[f"{i}.{m}.q"]) for i, layer in enumerate(network.layers)
              for m in ("qkv", "o", "gate_up", "down")]
     pairs.append((network.output, arrays["output.q"]))
-    linears, floats32 = zip(*pairs)
+    linears, eights32 = zip(*pairs)
+    floats32 = [np.asarray(q, np.float32) for q in eights32]  # the cache's int8 as float32
     rng = np.random.default_rng(seed)
     xs = [rng.integers(-64, 65, size=(rows, q.shape[0])).astype(np.float32) for q in floats32]
     for x, lin, q in zip(xs, linears, floats32):

@@ -21,9 +21,16 @@ sooner for SmolLM2 at a decoder's 8 to 32 rows (REFERENCE.md section 6; measured
 Each session runs on one thread, the caller's: no thread pool that spins while it waits
 (``session.intra_op.allow_spinning`` off as well), and callers that run several
 products at once (a prefill's threads) each get a core.
+
+A session is built from an onnx graph (``graph``): built here with the ``onnx`` package,
+or read from a file the weights' cache keeps beside the matrix, whose values the graph
+reads from the matrix's own ``.npy`` file (onnx's external data).  The cached graphs
+spare a process onnx's import (0.6 s, most of it ml_dtypes) and a copy of every matrix.
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 import numpy as np
 
@@ -37,26 +44,32 @@ class BoundsError(ValueError):
 
 
 def available() -> bool:
-    """Whether onnxruntime (and onnx, which builds the graphs) can be imported here."""
+    """Whether onnxruntime can be imported here, and onnx, which builds the graphs that
+    no cache holds (found, not imported: a cached graph does not need it)."""
     try:
-        import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError:
         return False
-    return True
+    return importlib.util.find_spec("onnx") is not None
 
 
 class Int8Matrix:
     """``x @ w`` for float32 rows ``x`` (M, K) of integers in [-64, 64] and a constant
-    ``w`` (K, N) of integers in [-127, 127]: the exact int32 product."""
+    ``w`` (K, N) of integers in [-127, 127]: the exact int32 product.  ``graph_file``:
+    ``graph``'s file for ``w`` (the cache's, reading ``w``'s own file), else one is built."""
 
-    def __init__(self, w: np.ndarray):
-        w8 = np.asarray(w).astype(np.int8)  # what does not fit wraps around: caught below
-        if w8.min(initial=0) < -WEIGHT_LIMIT or not np.array_equal(w8, w):
+    def __init__(self, w: np.ndarray, graph_file: str | None = None):
+        w8 = np.asarray(w)
+        if w8.dtype != np.int8:
+            w8 = w8.astype(np.int8)  # what does not fit wraps around: caught below
+            if not np.array_equal(w8, w):
+                raise BoundsError(f"8-bit product weights must be integers in "
+                                  f"[-{WEIGHT_LIMIT}, {WEIGHT_LIMIT}]")
+        if w8.min(initial=0) < -WEIGHT_LIMIT:
             raise BoundsError(f"8-bit product weights must be integers in [-{WEIGHT_LIMIT}, "
                               f"{WEIGHT_LIMIT}]")
         self._offset = OFFSET * w8.sum(axis=0, dtype=np.int32)  # (N,): exact in int32
-        self._session = _session(w8)
+        self._session = _session(graph_file or graph(*w8.shape, values=w8))
         self._run = _direct(self._session, w8.shape[0])
 
     @property
@@ -102,19 +115,32 @@ def _direct(session, k: int):
     return lambda rows: inner.run(["y"], {"x": rows}, None)[0]
 
 
-def _session(w8: np.ndarray):
-    """An onnxruntime session of one MatMulInteger whose weights are a constant (packed
-    once), on the caller's thread."""
-    import onnxruntime as ort
+def graph(k: int, n: int, values: np.ndarray | None = None, location: str = "",
+          offset: int = 0) -> bytes:
+    """The onnx graph of one MatMulInteger of uint8 rows (M, k) by a constant int8 (k, n)
+    matrix: ``values`` held in the graph, or read from the file ``location`` (beside the
+    graph's file) at ``offset``, k * n bytes in C order."""
     from onnx import TensorProto, helper, numpy_helper
 
-    k, n = w8.shape
-    graph = helper.make_graph(
+    if values is not None:
+        w = numpy_helper.from_array(np.ascontiguousarray(values, np.int8), "w")
+    else:
+        w = TensorProto(name="w", data_type=TensorProto.INT8, dims=[k, n],
+                        data_location=TensorProto.EXTERNAL)
+        for key, value in (("location", location), ("offset", offset), ("length", k * n)):
+            w.external_data.add(key=key, value=str(value))
+    body = helper.make_graph(
         [helper.make_node("MatMulInteger", ["x", "w"], ["y"])], "int8_product",
         [helper.make_tensor_value_info("x", TensorProto.UINT8, ["rows", k])],
-        [helper.make_tensor_value_info("y", TensorProto.INT32, ["rows", n])],
-        [numpy_helper.from_array(w8, "w")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        [helper.make_tensor_value_info("y", TensorProto.INT32, ["rows", n])], [w])
+    return helper.make_model(body, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+
+
+def _session(model):
+    """An onnxruntime session of ``graph``'s bytes or file (its weights a constant, packed
+    once), on the caller's thread."""
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -123,5 +149,4 @@ def _session(w8: np.ndarray):
     options.log_severity_level = 3  # errors only
     # no arena per session: 121 of them kept about 600 MB of a prefill's outputs reserved
     options.enable_cpu_mem_arena = options.enable_mem_pattern = False
-    return ort.InferenceSession(model.SerializeToString(), options,
-                                providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])

@@ -28,13 +28,13 @@ def available() -> bool:
 class Linear:
     """``reference.Linear``'s product of 14-bit rows by 8-bit weights, on 8-bit integers:
     the rows' halves through int8.Int8Matrix, joined and scaled in a kernel.  Only
-    onnxruntime's packed copy of the weights is kept (the float32 ``q``, memory-mapped
-    from the weights' cache, is let go: 540 MB of SmolLM2's resident memory)."""
+    onnxruntime's packed copy of the weights is kept (``q``, memory-mapped from the
+    weights' cache, is let go), read from the cache's file by its graph where there is one."""
 
-    def __init__(self, q: np.ndarray, scale: np.ndarray):
+    def __init__(self, q: np.ndarray, scale: np.ndarray, graph_file: str | None = None):
         self.inputs = exact_inputs(q.shape[0], WEIGHT_LEVELS)  # the reference's bound
         self.scale = np.ascontiguousarray(scale, np.float64)
-        self.int8 = int8.Int8Matrix(q)
+        self.int8 = int8.Int8Matrix(q, graph_file)
         self._run, self._offset = self.int8.run, self.int8.offset
 
     def __call__(self, xq: np.ndarray, xs: np.ndarray) -> np.ndarray:
@@ -46,8 +46,8 @@ class Linear:
 class Compiled(Reference):
     products = "int8"
 
-    def linear(self, q, scale):
-        return Linear(q, scale)
+    def linear(self, q, scale, graph_file=None):
+        return Linear(q, scale, graph_file)
 
     def norm(self, x, gain, eps):
         if x.dtype == np.float64:

@@ -43,14 +43,17 @@ class Network:
             raise ValueError(f"products={products!r}: one of {PRODUCTS} (int8 on the CPU only)")
         self.ops = compiled.Compiled() if products == "int8" else Reference()
         self.embed_scale = float(np.sqrt(np.float64(s.embd)))  # Gemma's (correctly rounded)
+        graphs = meta.get("graph_files", {})  # the cache's graphs of 8-bit products
         with device.scope():
             put = device.put
+            linear = lambda name: self.ops.linear(put(arrays[f"{name}.q"]),
+                                                  put(arrays[f"{name}.scale"]),
+                                                  graphs.get(f"{name}.q"))
             self.embedding = put(arrays["embedding"])  # exact Q8_0 values, (vocab, embd) float32
-            self.output = self.ops.linear(put(arrays["output.q"]), put(arrays["output.scale"]))
+            self.output = linear("output")
             self.layers = []
             for i in range(s.layers):
-                layer = {m: self.ops.linear(put(arrays[f"{i}.{m}.q"]),
-                                            put(arrays[f"{i}.{m}.scale"])) for m in _MATRICES}
+                layer = {m: linear(f"{i}.{m}") for m in _MATRICES}
                 layer.update({name: put(arrays[f"{i}.{name}"]) for name in weights.norms(s)})
                 self.layers.append(layer)
             self.final_norm = put(arrays["output_norm"])

@@ -83,7 +83,8 @@ class Linear:
     times W over K <= 2,048 inputs stay below 64 * 127 * 2,048 < 2**24 (float32 GEMM)."""
 
     def __init__(self, q: np.ndarray, scale: np.ndarray):
-        self.q, self.scale = q, scale  # (K, N) integers as float32, (N,) float64
+        self.q = q.astype(np.float32)  # (K, N) int8 -> float32 (on its device), for the GEMM
+        self.scale = scale  # (N,) float64
         exact_inputs(q.shape[0], WEIGHT_LEVELS)
 
     def __call__(self, xq: np.ndarray, xs: np.ndarray) -> np.ndarray:
@@ -224,9 +225,10 @@ class Reference:
 
     products = "float32"
 
-    def linear(self, q: np.ndarray, scale: np.ndarray):
-        """The product by weights ``q`` (K, N) with a ``scale`` per column: a callable of an
-        operand giving float64 rows (N,)."""
+    def linear(self, q: np.ndarray, scale: np.ndarray, graph_file: str | None = None):
+        """The product by int8 weights ``q`` (K, N) with a ``scale`` per column: a callable
+        of an operand giving float64 rows (N,).  (``graph_file``: the weights' cached graph
+        of an 8-bit product, which these products do not use.)"""
         return Linear(q, scale)
 
     def norm(self, x, gain, eps):

@@ -24,8 +24,9 @@ from ..model_file import fingerprint
 from . import quants
 
 #: The cache's layout: a new value whenever the integers derived from a file, or the way they
-#: are stored, change (exact-2: a SHA-256 digest of every array in meta.json).
-LAYOUT = "exact-2"
+#: are stored, change (exact-2: a SHA-256 digest of every array in meta.json; exact-3: the
+#: weight matrices as int8, and beside each its 8-bit product's onnx graph, digests too).
+LAYOUT = "exact-3"
 
 WEIGHT_LEVELS = 127  # weights are integers in [-127, 127] times a scale per output row
 
@@ -68,11 +69,11 @@ _END_TEXTS = ("</s>", "<end_of_turn>", "<|endoftext|>", "<|im_end|>", "<|eot_id|
 
 
 def requantize(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, cols) float64 -> integers (cols, rows) as float32, and a float64 scale per row."""
+    """(rows, cols) float64 -> integers (cols, rows) as int8, and a float64 scale per row."""
     top = np.max(np.abs(w), axis=1)
     scale = np.where(top > 0, top / WEIGHT_LEVELS, 1.0)
     q = np.clip(np.rint(w / scale[:, None]), -WEIGHT_LEVELS, WEIGHT_LEVELS)
-    return np.ascontiguousarray(q.T, dtype=np.float32), scale
+    return np.ascontiguousarray(q.T, dtype=np.int8), scale
 
 
 class GGUFWeights:
@@ -211,50 +212,89 @@ def _cache_root() -> pathlib.Path:
 
 def load(path) -> tuple[dict, dict]:
     """The engine's arrays for a model file and its metadata, memory-mapped from the cache
-    (made on first use: about 5 s; processes then share the pages).  The cache is keyed by
-    the file's SHA-256 and LAYOUT, and every array is checked against the SHA-256 digest
-    written with it before this process uses it (0.5 s for the default model's 650 MB,
-    which the first step reads anyway): a damaged cache would change the logits, and so
-    write streams that decode nowhere else.  One that does not match is rebuilt from the
-    model file, with a CacheWarning; the cache can be deleted at any time."""
+    (made on first use: about 10 s; processes then share the pages).  The cache is keyed by
+    the file's SHA-256 and LAYOUT, and every array, and every 8-bit product's graph
+    (``meta["graph_files"]``: the graph file of each weight matrix, int8.graph's), is
+    checked against the SHA-256 digest written with it before this process uses it
+    (0.25 s for the default model's 250 MB, which the first step reads anyway): a damaged
+    cache would change the logits, and so write streams that decode nowhere else.  One
+    that does not match is rebuilt from the model file, with a CacheWarning; the cache can
+    be deleted at any time."""
     folder = _cache_root() / f"{fingerprint(path)[:32]}-{LAYOUT}"
     problem = None
     if os.path.lexists(folder):
-        try:
-            meta = json.loads((folder / "meta.json").read_text())
-            arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r")
-                      for name in meta["arrays"]}
-            damaged = [name for name in meta["arrays"]
-                       if _digest(arrays[name]) != meta["digests"][name]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            problem = f"could not be read ({type(exc).__name__}: {exc})"
-        else:
-            if not damaged:
-                return arrays, meta
-            problem = (f"was damaged ({', '.join(damaged[:3])}{' ...' * (len(damaged) > 3)} "
-                       "did not match the digests written with it)")
+        found = _read(folder)
+        if not isinstance(found, str):
+            return found
+        problem = found
         warnings.warn(CacheWarning(f"the exact engine's cache {folder} {problem}: rebuilt "
                                    f"from {path}"), stacklevel=2)
     source = GGUFWeights(path)
     arrays = _arrays(source)
     meta = {"shape": dataclasses.asdict(source.shape), "bos": source.bos, "arrays": sorted(arrays),
             "digests": {name: _digest(array) for name, array in arrays.items()}}
+    if _write(folder, arrays, meta, replace=problem is not None):
+        found = _read(folder)
+        if not isinstance(found, str):
+            return found
+    return arrays, meta  # held in memory: a read-only or full disk, or a lost race
+
+
+def _read(folder: pathlib.Path) -> tuple[dict, dict] | str:
+    """The cache's (arrays, meta), or what is wrong with it."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r")
+                  for name in meta["arrays"]}
+        files = {name: str(folder / f"{name}.onnx") for name in meta["graphs"]}
+        damaged = [name for name in meta["arrays"]
+                   if _digest(arrays[name]) != meta["digests"][name]]
+        damaged += [f"{name}.onnx" for name, file in files.items()
+                    if _digest(np.fromfile(file, np.uint8)) != meta["graphs"][name]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"could not be read ({type(exc).__name__}: {exc})"
+    if damaged:
+        return (f"was damaged ({', '.join(damaged[:3])}{' ...' * (len(damaged) > 3)} "
+                "did not match the digests written with it)")
+    return arrays, {**meta, "graph_files": files}
+
+
+def _write(folder: pathlib.Path, arrays: dict, meta: dict, replace: bool) -> bool:
+    """Write the cache (its arrays, the weight matrices' graphs where onnx imports, and
+    meta.json with their digests) whole or not at all; whether it was written."""
     tmp = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
     aside = folder.with_name(f"{folder.name}.{os.getpid()}.damaged")
     try:
         tmp.mkdir(parents=True, exist_ok=True)
         for name, array in arrays.items():
             np.save(tmp / f"{name}.npy", array)
+        meta = {**meta, "graphs": _graphs(tmp, [n for n in arrays if n.endswith(".q")])}
         (tmp / "meta.json").write_text(json.dumps(meta))
-        if problem is not None:  # a folder cannot replace a full one: move the old aside
+        if replace:  # a folder cannot replace a full one: move the old aside
             os.replace(folder, aside)  # (processes that mapped its files keep them)
         os.replace(tmp, folder)
+        return True
     except OSError:
-        pass  # a read-only or full disk: recompute next time; another process may have won
+        return False  # a read-only or full disk: recompute next time; another process may have won
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(aside, ignore_errors=True)
-    return arrays, meta
+
+
+def _graphs(folder: pathlib.Path, names: list) -> dict:
+    """Beside each weight matrix ``name``.npy in ``folder``, its 8-bit product's graph,
+    reading the values from that file; {name: the graph's digest} ({} without onnx)."""
+    try:
+        from ...numerics import int8
+        digests = {}
+        for name in names:
+            q = np.load(folder / f"{name}.npy", mmap_mode="r")
+            graph = int8.graph(*q.shape, location=f"{name}.npy", offset=q.offset)
+            (folder / f"{name}.onnx").write_bytes(graph)
+            digests[name] = _digest(np.frombuffer(graph, np.uint8))
+        return digests
+    except ImportError:
+        return {}
 
 
 def _digest(array: np.ndarray) -> str:
@@ -283,7 +323,7 @@ def seeded(shape: Shape, seed: int = 0) -> tuple[dict, dict]:
              "gate_up": (2 * shape.ffn, shape.embd), "down": (shape.embd, shape.ffn)}
     for i in range(shape.layers):
         for name, (rows, cols) in sizes.items():  # gain about 1 per product
-            q = rng.integers(-127, 128, size=(cols, rows)).astype(np.float32)
+            q = rng.integers(-127, 128, size=(cols, rows)).astype(np.int8)
             out[f"{i}.{name}.q"] = q
             out[f"{i}.{name}.scale"] = rng.uniform(0.5, 1.5, rows) * 1.7 / (127 * cols ** 0.5)
         for name in norms(shape):
