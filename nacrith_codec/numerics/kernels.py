@@ -23,19 +23,15 @@ compares them bit for bit, also under ``NUMBA_CPU_NAME=generic``) and is what a 
 The integer grids and constants are numerics/levels.py's and tables.py's, read by numba
 as compile-time constants.
 
-numba is imported and the kernels compiled on first use (about 0.5 s once, then read
-from numba's cache: ``NUMBA_CACHE_DIR``, else beside this file or in the user's cache),
-so a process that never runs the exact engine on the CPU does not pay for it.  They run
-on the caller's thread (no ``parallel``: no thread pool).
+numba compiles them on first use (numerics/jit.py: about 0.5 s once, then read from its
+cache), on the caller's thread.
 """
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
-from . import tables
+from . import jit, tables
 from .int8 import OFFSET, ROW_LIMIT, BoundsError
 from .levels import ACT_LEVELS, CACHE_LEVELS, GELU_CUBIC, GELU_SCALE, HALF, NORM_LEVELS
 
@@ -43,10 +39,6 @@ from .levels import ACT_LEVELS, CACHE_LEVELS, GELU_CUBIC, GELU_SCALE, HALF, NORM
 SPLIT_LIMIT = ACT_LEVELS  # the largest magnitude of a row split into two 7-bit halves
 LOG2E, EXP2_POINTS = tables.LOG2E, 1 << tables.FRACTION_BITS
 ATTENTION_STEP = tables.ATTENTION_STEP
-
-_compiled = None
-_COMPILING = threading.Lock()
-
 
 def _split_into(v, out, low_row, high_row, j):
     """One 14-bit integer ``v`` as its uint8 halves + 64 (False if it is not one)."""
@@ -255,38 +247,8 @@ _KERNELS = ("_split_rows", "_join_scaled", "_norm_split", "_quantize_split", "_g
             "_rope_store", "_attend")
 
 
-def available() -> bool:
-    """Whether numba, which compiles the kernels, can be imported here."""
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _kernels():
-    """The compiled kernels by name (helpers first: the kernels call them as globals)."""
-    global _compiled
-    if _compiled is None:
-        with _COMPILING:  # a prefill's threads may ask at once
-            if _compiled is None:
-                _compiled = _compile()
-    return _compiled
-
-
-def _compile() -> dict:
-    import numba
-
-    def jit(function):
-        options = dict(fastmath=False, nogil=True, error_model="numpy")
-        try:
-            return numba.njit(cache=True, **options)(function)
-        except RuntimeError:  # no writable cache location here: compile in memory
-            return numba.njit(**options)(function)
-
-    for name in _HELPERS:
-        globals()[name] = jit(globals()[name])
-    return {name: jit(globals()[name]) for name in _KERNELS}
+available = jit.available
+_kernels = jit.Kernels(globals(), _HELPERS, _KERNELS)
 
 
 def _checked(ok):
@@ -299,7 +261,7 @@ def split_rows(q: np.ndarray) -> np.ndarray:
     """(2M, K) uint8 rows, 0..128, for float32 integer rows ``q`` (M, K), |q| <= 8191."""
     q = np.ascontiguousarray(q, dtype=np.float32)
     out = np.empty((2 * q.shape[0], q.shape[1]), np.uint8)
-    _checked(_kernels()["_split_rows"](q, out))
+    _checked(_kernels["_split_rows"](q, out))
     return out
 
 
@@ -308,7 +270,7 @@ def join_scaled(raw: np.ndarray, offset: np.ndarray, xs: np.ndarray,
     """(M, N) float64: the int32 product ``raw`` (2M, N) of split rows, less ``offset`` (N,)
     per column, joined (high * 128 + low) and scaled by ``xs`` (M,) and ``scale`` (N,)."""
     out = np.empty((raw.shape[0] // 2, raw.shape[1]), np.float64)
-    _kernels()["_join_scaled"](np.ascontiguousarray(raw), offset,
+    _kernels["_join_scaled"](np.ascontiguousarray(raw), offset,
                                np.ascontiguousarray(xs, np.float64),
                                np.ascontiguousarray(scale, np.float64), out)
     return out
@@ -322,7 +284,7 @@ def norm_split(x: np.ndarray, gain: np.ndarray, eps: float):
     """Network.norm of float64 rows ``x`` (M, K) then ``split_rows``: (the (2M, K) uint8
     rows of the 8-bit product, the float64 scale of each row)."""
     out, xs = _rows_for(x, x.shape[1])
-    _checked(_kernels()["_norm_split"](np.ascontiguousarray(x, np.float64), gain, float(eps),
+    _checked(_kernels["_norm_split"](np.ascontiguousarray(x, np.float64), gain, float(eps),
                                        out, xs, np.empty(x.shape[1])))
     return out, xs
 
@@ -330,7 +292,7 @@ def norm_split(x: np.ndarray, gain: np.ndarray, eps: float):
 def quantize_split(x: np.ndarray):
     """reference.quantize of float64 rows ``x`` (M, K) then ``split_rows``."""
     out, xs = _rows_for(x, x.shape[1])
-    _checked(_kernels()["_quantize_split"](np.ascontiguousarray(x, np.float64), out, xs))
+    _checked(_kernels["_quantize_split"](np.ascontiguousarray(x, np.float64), out, xs))
     return out, xs
 
 
@@ -338,7 +300,7 @@ def gated_split(gu: np.ndarray, ffn: int, gelu: bool):
     """reference.activation of ``gu[:, :ffn]`` times ``gu[:, ffn:]``, quantized and split:
     the feed-forward block's input to its down product."""
     out, xs = _rows_for(gu, ffn)
-    _checked(_kernels()["_gated_split"](np.ascontiguousarray(gu, np.float64), ffn, gelu,
+    _checked(_kernels["_gated_split"](np.ascontiguousarray(gu, np.float64), ffn, gelu,
                                         *tables.exp2_table(), out, xs, np.empty(ffn)))
     return out, xs
 
@@ -353,7 +315,7 @@ def attend(q, keys, key_scale, values, value_scale, seq, slot, pos, group: int,
     n, heads, hd = q.shape
     out = np.empty((n, heads, hd))
     width = keys.shape[-1]
-    _kernels()["_attend"](np.ascontiguousarray(q, np.float64), keys, key_scale, values,
+    _kernels["_attend"](np.ascontiguousarray(q, np.float64), keys, key_scale, values,
                           value_scale, seq, slot, pos, group, float(q_mul), window, sink,
                           tables.attention_table(), out, np.empty((group, hd), np.int32),
                           np.empty(group),
@@ -369,7 +331,7 @@ def rope_store(q, k, v, c, sn, neox: bool, keys, key_scale, values, value_scale,
     stores them (8-bit integers, a scale per head); the rotated queries."""
     n, heads, hd = q.shape
     rotated = np.empty((n, heads + k.shape[1], hd))
-    _kernels()["_rope_store"](np.ascontiguousarray(q, np.float64),
+    _kernels["_rope_store"](np.ascontiguousarray(q, np.float64),
                               np.ascontiguousarray(k, np.float64),
                               np.ascontiguousarray(v, np.float64), c, sn, neox, keys, key_scale,
                               values, value_scale, seq, slot, rotated)

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import arith
+from . import arith, fused
 
 
 class Mixer:
     def __init__(self, n_vocab: int, sets: int, features: int, rate: float, init_w,
                  exact: int = 0):
         self.n_vocab, self.rate, self.exact = n_vocab, rate, exact
+        self._fused = bool(exact) and fused.available()  # compiled passes, the same bits
         self.a = np.ones(sets, dtype=np.float64)
         self.w = np.tile(np.asarray(init_w, dtype=np.float64), (sets, 1))
 
@@ -39,7 +40,9 @@ class Mixer:
         """
         rows, width = out.shape
         z = out[:, :self.n_vocab]  # the arithmetic is in out's precision (float_bits)
-        if llm is not None:
+        if llm is not None and self._fused:
+            fused.mix(z, llm, self.a[sets], bias)
+        elif llm is not None:
             np.multiply(llm, self.a[sets][:, None], out=z, dtype=z.dtype)
             if bias is not None:
                 np.add(z, bias, out=z, dtype=z.dtype)
@@ -68,6 +71,7 @@ class Mixer:
                   else np.einsum("sc,scf->sf", p_cand - hit, feat))
         np.subtract.at(self.w, sets, self.rate * grad_w)
         if llm is not None:
-            mean = arith.expectation(probs, llm) if exact else np.einsum("sv,sv->s", probs, llm)
+            mean = ((fused if self._fused else arith).expectation(probs, llm) if exact
+                    else np.einsum("sv,sv->s", probs, llm))
             grad_a = mean - llm[rows, symbols]
             np.subtract.at(self.a, sets, self.rate * grad_a)

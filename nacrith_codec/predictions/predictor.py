@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .bias import BiasHead
-from . import arith
+from . import arith, fused
 from .cache import NeuralCache
 from .history import History
 from .match import MatchModel
@@ -61,7 +61,8 @@ class Predictor:
         c = config
         self.ensemble = c.ensemble
         self.skipping = self.ensemble and c.skips
-        self._exp = arith.softmax_for(c.exact)
+        self._fused = bool(c.exact) and fused.available()  # compiled passes, the same bits
+        self._exp = fused.softmax if self._fused else arith.softmax_for(c.exact)
 
     def _normalized(self, out: np.ndarray, rest=1.0) -> np.ndarray:
         """Rows of ``out`` holding logits in their first V columns, made probabilities in
@@ -211,7 +212,10 @@ class Predictor:
         share = np.divide(lam * (1.0 - ESCAPE_PROBABILITY), total,
                           out=np.zeros_like(lam), where=total > 0)
         out = self._cache_buf[:len(p)]
-        out[:, :v] = p[:, :v] * (1.0 - lam)[:, None] + weights * share[:, None]
+        if self._fused:
+            fused.blend(out, p, 1.0 - lam, weights, share)
+        else:
+            out[:, :v] = p[:, :v] * (1.0 - lam)[:, None] + weights * share[:, None]
         out[:, v] = p[:, v]
         return out
 
