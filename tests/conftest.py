@@ -5,10 +5,9 @@ splitting and block boundaries all run.
 The exact engine (the default) is tested by test_exact.py, test_kernels.py, the golden
 streams, the round trips of test_roundtrip.py and every test that codes with the
 defaults; the tests of framing, damage, front ends and plugins, which do not depend on
-what computes the logits, code their inputs with ``SMALL`` on the llama.cpp engine: a
-decoder's step of one or two 48-token streams takes llama.cpp about a third of the exact
-engine's time on two cores (which reads every 8-bit weight once per step, whatever
-the number of streams)."""
+what computes the logits, code their inputs with ``SMALL`` on the llama.cpp engine,
+whose decoder steps one or two short streams sooner than the exact engine's (which
+reads every 8-bit weight once per step, whatever the number of streams)."""
 
 import importlib.util
 import pathlib
