@@ -19,7 +19,7 @@ EXP_BITS = 36  # a softmax's terms are integers up to 2**36 ...
 SOFTMAX_STEP = 4096  # the exponent's grid: terms are e**x for x rounded to 1/4096
 #: e**-26 * 2**36 < 0.5: every term below is 0 (probabilities under about 1e-11, below
 #: the range coder's smallest frequency of 2**-24 anyway, which every symbol keeps)
-_SOFTMAX_SPAN = 26 * SOFTMAX_STEP
+SOFTMAX_SPAN = 26 * SOFTMAX_STEP
 EXP_MIN = -26.0  # exp_terms is 0 at and below
 
 
@@ -31,13 +31,18 @@ def exp_bits(n: int) -> int:
     if bits < 30:
         raise ValueError(f"a softmax over {n} tokens would not sum exactly")
     return bits
+
+
 P_ONE = 1 << 20  # fixed point of probabilities in an expectation
 V_ONE = 1 << 12  # and of the values (|values| < 2**19: every partial sum below 2**52)
+VALUE_LIMIT = float(1 << 19)  # the values are clipped to +-VALUE_LIMIT
 
 
 @functools.lru_cache(maxsize=None)
-def _terms(bits: int) -> np.ndarray:
-    grid = -np.arange(_SOFTMAX_SPAN + 1, dtype=np.float64) / SOFTMAX_STEP
+def terms_table(bits: int) -> np.ndarray:
+    """e**x * 2**bits at every point x of the grid from 0 down to -26, as integers (float64);
+    0 at the last."""
+    grid = -np.arange(SOFTMAX_SPAN + 1, dtype=np.float64) / SOFTMAX_STEP
     table = np.rint(tables.exp(grid) * float(1 << bits))
     table[-1] = 0.0
     return table
@@ -47,8 +52,8 @@ def exp_terms(x: np.ndarray, bits: int) -> np.ndarray:
     """e**x * 2**bits for x <= 0 (x > 0 counts as 0), x rounded to the grid
     (1/SOFTMAX_STEP), as integers (float64): a table lookup, the same on every machine;
     0 below e**-26."""
-    index = np.clip(x * -float(SOFTMAX_STEP), 0.0, float(_SOFTMAX_SPAN))
-    return _terms(bits)[np.rint(index).astype(np.int32)]
+    index = np.clip(x * -float(SOFTMAX_STEP), 0.0, float(SOFTMAX_SPAN))
+    return terms_table(bits)[np.rint(index).astype(np.int32)]
 
 
 def softmax(z: np.ndarray, never=None, scale=1.0) -> np.ndarray:
@@ -85,7 +90,7 @@ def expectation(probs: np.ndarray, values: np.ndarray) -> np.ndarray:
     below 2**52 (the probabilities sum to about 2**20), so float64 adds them exactly in
     any order."""
     p = np.rint(probs.astype(np.float64) * P_ONE)
-    v = np.rint(np.clip(values.astype(np.float64), -(1 << 19), 1 << 19) * V_ONE)
+    v = np.rint(np.clip(values.astype(np.float64), -VALUE_LIMIT, VALUE_LIMIT) * V_ONE)
     return np.einsum("sv,sv->s", p, v) / float(P_ONE * V_ONE)
 
 

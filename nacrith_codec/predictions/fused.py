@@ -21,9 +21,7 @@ import functools
 import numpy as np
 
 from ..numerics import jit
-from .arith import _SOFTMAX_SPAN, P_ONE, SOFTMAX_STEP, V_ONE, _terms, exp_bits
-
-VALUE_LIMIT = float(1 << 19)  # arith.expectation's clip of the values
+from .arith import P_ONE, SOFTMAX_SPAN, SOFTMAX_STEP, V_ONE, VALUE_LIMIT, exp_bits, terms_table
 
 
 @functools.lru_cache(maxsize=None)
@@ -40,7 +38,7 @@ def _softmax(z, table, never, scales, terms):
         total = 0.0
         for i in range(v):
             x = z[r, i] - top  # in z's precision, as numpy's subtraction
-            index = min(max(x * -SOFTMAX_STEP, 0.0), _SOFTMAX_SPAN)  # exact: a power of 2
+            index = min(max(x * -SOFTMAX_STEP, 0.0), SOFTMAX_SPAN)  # exact: a power of 2
             t = 0.0 if never[i] else table[int(np.rint(index))]
             terms[i] = t
             total += t  # integers below 2**53: exact in any order
@@ -100,7 +98,7 @@ def softmax(z: np.ndarray, never=None, scale=1.0) -> np.ndarray:
     if never is not None:
         mask[never] = True
     scales = np.ascontiguousarray(np.broadcast_to(np.asarray(scale, np.float64), (rows,)))
-    _kernels["_softmax"](z, _terms(exp_bits(v)), mask, scales, np.empty(v))
+    _kernels["_softmax"](z, terms_table(exp_bits(v)), mask, scales, np.empty(v))
     return z
 
 

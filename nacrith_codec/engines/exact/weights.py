@@ -20,6 +20,7 @@ import warnings
 import numpy as np
 
 from ...errors import CacheWarning, ModelNotFoundError
+from ...numerics import int8
 from ..model_file import fingerprint
 from . import quants
 
@@ -212,7 +213,7 @@ def _cache_root() -> pathlib.Path:
 
 def load(path) -> tuple[dict, dict]:
     """The engine's arrays for a model file and its metadata, memory-mapped from the cache
-    (made on first use: about 10 s; processes then share the pages).  The cache is keyed by
+    (made on first use: about 8 s; processes then share the pages).  The cache is keyed by
     the file's SHA-256 and LAYOUT, and every array, and every 8-bit product's graph
     (``meta["graph_files"]``: the graph file of each weight matrix, int8.graph's), is
     checked against the SHA-256 digest written with it before this process uses it
@@ -283,9 +284,9 @@ def _write(folder: pathlib.Path, arrays: dict, meta: dict, replace: bool) -> boo
 
 def _graphs(folder: pathlib.Path, names: list) -> dict:
     """Beside each weight matrix ``name``.npy in ``folder``, its 8-bit product's graph,
-    reading the values from that file; {name: the graph's digest} ({} without onnx)."""
+    reading the values from that file; {name: the graph's digest} ({} where onnx, which
+    builds them, is not installed)."""
     try:
-        from ...numerics import int8
         digests = {}
         for name in names:
             q = np.load(folder / f"{name}.npy", mmap_mode="r")
