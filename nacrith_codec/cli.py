@@ -30,12 +30,13 @@ import time
 import warnings
 
 from . import __version__
-from .config import ENGINES, MODEL_ALONE
+from .config import ENGINES, MODEL_ALONE, CodecConfig
 from .container import SUFFIX, compressed_name, original_name
 from .engines.model_file import MODELS
 from .errors import NacrithError
 from .output import Output, special_file, write_all
 from .pipeline.stats import bits_per_byte
+from . import presets
 from .presets import DEFAULT_LEVEL, LEVELS
 _COMMANDS = ("compress", "decompress", "info", "bench", "cluster", "7z")
 
@@ -409,6 +410,19 @@ def usage_conflict(args, command: str | None) -> str | None:
     return next((message for broken, message in rules if broken), None)
 
 
+def codec_problem(args) -> str | None:
+    """Why the compression parameters given (beside the level) make no stream, or None: a
+    usage error, said once before any input is read (as ``--streams 0``)."""
+    options = codec_options(args)
+    if args.level is not None:
+        options = presets.apply(args.level, None, options)[1]
+    try:
+        CodecConfig().replace(**options)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def _main_code(args) -> int:
     status = 0
     for src in _inputs(args):
@@ -521,7 +535,7 @@ def main(argv=None) -> int:
         return sevenzip_main(argv)
     parser = _parser()
     args = parser.parse_args(argv)
-    problem = usage_conflict(args, command)
+    problem = usage_conflict(args, command) or codec_problem(args)
     if problem:
         parser.error(problem)
     args.decompress = args.decompress or args.test or command == "decompress"

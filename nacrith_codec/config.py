@@ -127,8 +127,9 @@ class CodecConfig:
             (1 <= self.cache_theta <= 1000, "cache_theta must be 1..1000"),
         ]
         for ok, message in checks:
-            if not ok:
-                raise error(f"invalid codec parameters {self}: {message}")
+            if not ok:  # a caller's options: the one that is wrong; a header's: all of them
+                raise error(f"invalid codec parameters: {message}" if error is ValueError
+                            else f"invalid codec parameters {self}: {message}")
         return self
 
     @property

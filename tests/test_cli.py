@@ -216,7 +216,9 @@ def test_recursive_compresses_and_restores_a_tree(tmp_path, english):
 @pytest.mark.parametrize("args", [["--rm", "-c"], ["-k", "--rm"], ["compress", "-d"],
                                   ["-t", "--rm"], ["-o", "x.nc", "-c"], ["decompress", "-z"],
                                   ["--rm", "-o", "-"], ["--threads", "1000000"],
-                                  ["--threads", "-5"], ["--threads", "two"]])
+                                  ["--threads", "-5"], ["--threads", "two"],
+                                  ["--streams", "0"], ["--window", "4"],
+                                  ["-1", "--slide", "300"]])  # level 1's window is 256
 def test_conflicting_flags_are_usage_errors(args, text_file):
     before = text_file.read_bytes()
     argv = args[:1] + [str(text_file)] + args[1:] if args[0] in ("compress", "decompress") \
@@ -224,6 +226,12 @@ def test_conflicting_flags_are_usage_errors(args, text_file):
     r = nacrith(*argv)
     assert r.returncode == 2, r.stderr
     assert text_file.read_bytes() == before
+
+
+def test_parameters_no_stream_may_have_are_one_sentence(text_file):
+    r = nacrith("--streams", "0", str(text_file))
+    assert r.returncode == 2 and r.stderr.decode().splitlines()[-1] == (
+        "nacrith: error: invalid codec parameters: streams must be 1..64")
 
 
 def test_bench_reports_missing_inputs_without_a_traceback(tmp_path):
