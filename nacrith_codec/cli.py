@@ -504,10 +504,16 @@ def printable(text: str) -> str:
 
 
 def complain(prog: str, name: str | None, exc: BaseException):
-    """The one line an error is reported in: program, file (if any), exception and
-    message, escaped."""
+    """The one line an error is reported in, escaped: program, file (if any), and the
+    exception's class and message; for a file the system could not open, read or write,
+    that file and the system's words, as gzip says them (``nacrith: a.txt: No such file
+    or directory``)."""
+    if isinstance(exc, OSError) and exc.strerror and isinstance(exc.filename, str):
+        name, text = exc.filename, exc.strerror
+    else:
+        text = f"{type(exc).__name__}: {exc}"
     where = f"{printable(name)}: " if name is not None else ""
-    print(f"{prog}: {where}{type(exc).__name__}: {printable(str(exc))}", file=sys.stderr)
+    print(f"{prog}: {where}{printable(text)}", file=sys.stderr)
 
 
 def _main_cluster(argv) -> int:

@@ -228,6 +228,13 @@ def test_conflicting_flags_are_usage_errors(args, text_file):
     assert text_file.read_bytes() == before
 
 
+def test_a_missing_input_is_named_in_the_systems_words_as_gzip_does(tmp_path, text_file):
+    missing = tmp_path / "missing.txt"
+    r = nacrith("-k", str(missing), str(text_file))  # the other input is still coded
+    assert r.returncode == 1 and f"nacrith: {missing}: No such file or directory" in \
+        r.stderr.decode().splitlines() and (tmp_path / (text_file.name + ".nc")).exists()
+
+
 def test_parameters_no_stream_may_have_are_one_sentence(text_file):
     r = nacrith("--streams", "0", str(text_file))
     assert r.returncode == 2 and r.stderr.decode().splitlines()[-1] == (
