@@ -13,7 +13,7 @@ from .container.sequence import StreamSequence
 from .engines import Engine, environment
 from .engines.exact.selfcheck import select as select_device
 from .engines.identity import Identity, differences
-from .engines.llamacpp import check_threads
+from .engines.llamacpp import chosen_threads
 from .engines.model_file import (DEFAULT_FILE, DEFAULT_NAME, ENV_VAR, fingerprint,
                                  named_by_sha256, named_path, resolve_model_path)
 from .errors import CorruptError, EnvironmentMismatchError
@@ -50,7 +50,7 @@ class _Coding:
     def __init__(self, model, threads, progress, workers, n_gpu_layers, device):
         if workers < 1:
             raise ValueError("workers must be at least 1")
-        check_threads(threads)
+        threads = chosen_threads(threads)  # or $NACRITH_THREADS
         select_device(device)  # a bad name, or a missing CuPy or GPU, fails now
         self._model_path = resolve_model_path(model)
         self._model_chosen = model is not None or bool(os.environ.get(ENV_VAR))
@@ -261,6 +261,7 @@ class NacrithDecompressor(_Coding):
         self._end = None  # the end record, once read
         self._tally = container.Tally()  # the blocks read, for the END record's check
         self._first = 0  # the number of the first block read (random access: one block alone)
+        self._offset = 0  # the stream offset of _input[0], for messages
         self.eof = False
         self.needs_input = True
         self.unused_data = b""
@@ -312,11 +313,12 @@ class NacrithDecompressor(_Coding):
                                      or len(self._runner) < self._runner.limit):
             read = len(self._tally.index)
             parsed = container.parse_record(self._input, 0, self.header, read,
-                                            self._first + read)
+                                            self._first + read, origin=self._offset)
             if parsed is None:
                 return
             record, end = parsed
             del self._input[:end]
+            self._offset += end
             if isinstance(record, container.End):
                 self._tally.check_end(record, self.header)
                 self._end = record
@@ -338,6 +340,7 @@ class NacrithDecompressor(_Coding):
                 return False
             self.header, end = parsed
             del self._input[:end]
+            self._offset += end
             self._check_model(self.header)
             return True
         self._read_records()

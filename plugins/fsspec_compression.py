@@ -23,8 +23,10 @@ appending a stream to a NetCDF file is refused (it would read back as NetCDF).
 fsspec passes a compression no options, so they come from the environment:
 ``NACRITH_MODEL`` (a GGUF path) and ``NACRITH_OPTIONS``, comma-separated
 ``name=value`` pairs of ``CodecConfig`` fields and ``threads`` (for example
-``NACRITH_OPTIONS="streams=4,window=2048,slide=512"``).  The ``nacrith::``
-filesystem also takes them as storage options.
+``NACRITH_OPTIONS="streams=4,window=2048,slide=512,threads=1"``).  Reading applies
+only ``threads``: a stream records the rest.  ``NACRITH_THREADS`` sets the threads
+of every reader and writer that is given none.  The ``nacrith::`` filesystem also
+takes them as storage options.
 """
 
 from __future__ import annotations
@@ -110,10 +112,14 @@ def _refuse_appending_to_netcdf(infile):
 def open_nacrith(infile, mode="rb", **options):
     """fsspec's compression callback: a NacrithFile over ``infile`` (a NetCDF file is read
     as it is)."""
+    env = env_options()  # checked before anything is read or written
     if mode[0] == "r":
         head, reader = _peek(infile, _SNIFF)
-        return reader if head.startswith(NETCDF_SIGNATURES) else NacrithFile(reader, "r", **options)
-    options = {**env_options(), **options}  # checked before anything is written
+        if head.startswith(NETCDF_SIGNATURES):
+            return reader
+        speed = {k: v for k, v in env.items() if k == "threads"}  # the rest is in the stream
+        return NacrithFile(reader, "r", **{**speed, **options})
+    options = {**env, **options}
     if mode[0] == "a":
         _refuse_appending_to_netcdf(infile)
     return NacrithFile(infile, mode[0], **options)

@@ -64,3 +64,17 @@ def test_no_private_standard_library_module_is_imported():
         names |= {node.module for node in ast.walk(tree)
                   if isinstance(node, ast.ImportFrom) and node.module and not node.level}
         assert "_compression" not in names, source
+
+
+def test_threads_come_from_the_environment_when_not_given(monkeypatch):
+    from nacrith_codec.engines.llamacpp import chosen_threads
+    monkeypatch.setenv("NACRITH_THREADS", "3")
+    assert chosen_threads() == 3 and chosen_threads(1) == 1
+    monkeypatch.setenv("NACRITH_THREADS", "")
+    assert chosen_threads() is None
+    for wrong in ("-2", "two", "100000"):
+        monkeypatch.setenv("NACRITH_THREADS", wrong)
+        with pytest.raises(ValueError, match=f"NACRITH_THREADS={wrong!r}"):
+            nc.NacrithCompressor()
+        with pytest.raises(ValueError, match="NACRITH_THREADS"):
+            nc.NacrithDecompressor()

@@ -3,6 +3,9 @@ the same time, over one shared model per process, all produce the single-threade
 
 import concurrent.futures
 import multiprocessing
+import os
+import subprocess
+import sys
 
 import nacrith_codec as nc
 from conftest import SMALL
@@ -47,3 +50,17 @@ def test_threads_decompress_while_others_compress(alice):
         coding = [pool.submit(nc.compress, data, **SMALL) for data in inputs[2:]]
         assert [f.result() for f in decoding] == inputs[:2]
         assert [nc.decompress(f.result()) for f in coding] == inputs[2:]
+
+
+def test_llama_cpp_threads_spin_briefly_unless_the_user_chose_a_wait_policy():
+    """llama.cpp's OpenMP threads check a barrier a bounded number of times before they
+    sleep (engines/llamacpp.py: SPIN_COUNT), so that a core taken by another process does
+    not stall them; a wait policy in the environment is the user's and is kept."""
+    probe = ("import os, nacrith_codec as nc; from nacrith_codec.engines.llamacpp import _llama;"
+             " _llama(); print(os.environ.get('GOMP_SPINCOUNT'))")
+    clean = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    for extra, expected in (({}, "1000"), ({"OMP_WAIT_POLICY": "active"}, "None"),
+                            ({"GOMP_SPINCOUNT": "5"}, "5")):
+        r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                           env={**clean, **extra}, timeout=300)
+        assert r.returncode == 0 and r.stdout.split() == [expected], r.stderr

@@ -34,6 +34,19 @@ def test_options_from_the_environment_reach_the_stream(monkeypatch, tmp_path):
             fsspec.open(f"file://{tmp_path}/p.nc", "wb", compression="nacrith").open()
 
 
+def test_threads_from_the_environment_reach_the_reader_too(monkeypatch, tmp_path):
+    url = f"file://{tmp_path}/t.nc"
+    with fsspec.open(url, "wb", compression="nacrith") as f:
+        f.write(b"threads")
+    monkeypatch.setenv("NACRITH_OPTIONS", "threads=100000")  # beyond llama.cpp's bound
+    with pytest.raises(ValueError, match="threads must be between"):
+        with fsspec.open(url, "rb", compression="nacrith") as f:
+            f.read()
+    monkeypatch.setenv("NACRITH_OPTIONS", "threads=1,window=40")  # only threads applies
+    with fsspec.open(url, "rb", compression="nacrith") as f:
+        assert f.read() == b"threads"
+
+
 def test_binary_and_text_round_trip(base, english):
     url = f"{base}/x.txt.nc"
     with fsspec.open(url, "wb", compression="nacrith") as f:

@@ -152,6 +152,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu",
                    help="where the exact engine computes: cpu, cuda, cuda:N or auto (its rows "
                         "only; the engine-only check of a GPU: python -m nacrith_codec.bench.device)")
+    p.add_argument("--beside-load", action="store_true",
+                   help="measure nacrith again alone and beside one CPU-bound process, and "
+                        "print the ratio (fair share on 2 cores: 2x)")
     p.add_argument("--chart", metavar="PNG",
                    help="also draw bits per byte and speed per codec into PNG (needs matplotlib)")
     return p
@@ -182,6 +185,10 @@ def _table(args, codecs) -> list:
                   f"{row['compress_s']:9.3f} {dtime}", flush=True)
             if isinstance(codec, _Nacrith):
                 print(f"{'':24}   ({codec.report()})", flush=True)
+                if args.beside_load:
+                    from .load import compare
+                    print(f"{'':24}   ({compare(measure, name, codec, data, verify)})",
+                          flush=True)
     return rows
 
 

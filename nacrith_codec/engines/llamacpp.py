@@ -29,9 +29,27 @@ def _quiet_log(level, text, user_data):  # llama.cpp logs every tensor it loads
     pass
 
 
+#: How many times llama.cpp's OpenMP threads check a barrier before they sleep on it
+#: (libgomp's GOMP_SPINCOUNT; its default is 300,000).  Threads that spin while a core is
+#: taken by another process wait a whole time slice for a partner that cannot run: beside
+#: one CPU-bound process on 2 cores, 2,000 bytes took 178 s instead of 8.4 s alone.  With
+#: 1,000 checks the same run takes 18 s (2.1x, its fair share being 2x) and 8.7 s alone;
+#: sleeping at once (OMP_WAIT_POLICY=passive) costs 2.6x alone, 300 checks 1.7x
+#: (MEASUREMENTS.md, "Beside other work").
+SPIN_COUNT = 1000
+
+
+def _spin_briefly():
+    """Bound the OpenMP threads' spinning, unless the user has chosen a wait policy.
+    libgomp reads its environment once, when llama.cpp's library first loads it."""
+    if "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ:
+        os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
+
+
 def _llama():
     """Import llama_cpp on first use, so that ``import nacrith_codec`` stays cheap."""
     global _initialized
+    _spin_briefly()
     try:
         import llama_cpp
     except ImportError as exc:
@@ -72,6 +90,28 @@ def check_threads(threads):
         raise ValueError(f"threads must be between 1 and {MAX_THREADS} (0 or None: one per "
                          f"core, {cores()} here), not {threads}")
     return threads
+
+
+#: The thread count a front end uses when it is given none (``threads=None``): what
+#: ``nacrith --threads``, ``nacrith 7z --threads`` and ``threads=`` set, for programs
+#: that run nacrith inside others (7z, fsspec), as ZSTD_NBTHREADS does for zstd.
+THREADS_ENV = "NACRITH_THREADS"
+
+
+def chosen_threads(threads=None):
+    """``threads`` checked (``check_threads``), or when it is None the count
+    ``$NACRITH_THREADS`` names (None when unset: one per core).  The one rule every front
+    end applies, before any model is loaded; a bad value names the variable."""
+    if threads is not None or not os.environ.get(THREADS_ENV, "").strip():
+        return check_threads(threads)
+    text = os.environ[THREADS_ENV].strip()
+    if not text.isdigit():
+        raise ValueError(f"{THREADS_ENV}={text!r} in the environment is not a thread count "
+                         "(an integer; 0: one per core)")
+    try:
+        return check_threads(int(text))
+    except ValueError as exc:
+        raise ValueError(f"{THREADS_ENV}={text!r} in the environment: {exc}") from None
 
 
 def environment() -> dict:
