@@ -3,10 +3,12 @@
     nacrith FILE...            compress each FILE to FILE.nc (the input is kept, as zstd does)
     nacrith -d FILE.nc...      decompress
     nacrith -t FILE.nc...      test integrity (decode, verify, write nothing)
+    nacrith -l FILE.nc...      list sizes and ratio without decoding (gzip -l, xz -l)
     nacrith -c / -o OUT / -    stdout, explicit output, stdin
     nacrith info FILE.nc       what a stream holds, without decoding it
     nacrith bench FILE...      nacrith beside gzip, bzip2, xz and PPMd (nacrith_codec/bench)
     nacrith cluster IN... -o DEST   many files over a Dask cluster (plugins/dask_cli.py)
+    nacrith 7z a|x|l|t ARCHIVE.7z   7z archives (plugins/sevenzip_cli.py)
 
 Exit status: 0 success, 1 an error (the message says which file and why),
 2 bad usage, 130 interrupted (^C), 143 terminated (SIGTERM).  Output is written
@@ -44,9 +46,15 @@ _COMMANDS = ("compress", "decompress", "info", "bench", "cluster", "7z")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="nacrith", description="Lossless compression with a small language model.",
-        epilog="subcommands: `nacrith info FILE.nc`, `nacrith bench FILE...`, "
-               "`nacrith cluster INPUT... -o DEST` (Dask); "
-               "`nacrith compress` and `nacrith decompress` are -z and -d.")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="subcommands (each has --help):\n"
+               "  nacrith info FILE.nc...           what each stream holds, without decoding\n"
+               "  nacrith 7z a|x|l|t ARCHIVE.7z     7z archives of nacrith-compressed files\n"
+               "  nacrith bench FILE...             nacrith beside gzip, bzip2, xz, zstd, PPMd\n"
+               "  nacrith cluster INPUT... -o DEST  many files over a Dask cluster\n"
+               "  nacrith compress, nacrith decompress: the same as -z, -d\n\n"
+               "environment: NACRITH_MODEL (--model), NACRITH_THREADS (--threads), "
+               "NACRITH_MEMLIMIT (-M)")
     p.add_argument("files", nargs="*", metavar="FILE", help="input files ('-' or none: stdin)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("-z", "--compress", dest="compressing", action="store_true",
@@ -54,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("-d", "--decompress", action="store_true", help="decompress")
     mode.add_argument("-t", "--test", action="store_true",
                       help="test integrity: decode and verify, write nothing")
+    mode.add_argument("-l", "--list", action="store_true",
+                      help="list each FILE.nc's sizes and ratio without decoding it (as gzip "
+                           "-l and xz -l; `nacrith info` tells everything)")
     p.add_argument("-c", "--stdout", action="store_true",
                    help="write to standard output (several inputs: their streams concatenated)")
     p.add_argument("-o", "--output", metavar="OUT", help="write to OUT (one input only; '-': "
@@ -81,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
                    + ") or a GGUF file (default: $NACRITH_MODEL, else smollm2-135m; "
                    "decompressing: the named model the stream names)")
     p.add_argument("--threads", type=thread_count, metavar="N",
-                   help="llama.cpp threads per worker (speed only; default: cores / workers)")
+                   help="threads per worker (speed only; default: $NACRITH_THREADS, else "
+                        "cores / workers)")
     p.add_argument("--gpu-layers", type=int, default=0, metavar="N",
                    help="layers offloaded to the GPU (GPU builds of llama-cpp-python; the "
                         "decoder must offload the same)")
@@ -396,6 +408,8 @@ def usage_conflict(args, command: str | None) -> str | None:
         (command == "decompress" and args.compressing, "`nacrith decompress` does not take -z"),
         (args.keep and args.rm, "-k and --rm contradict each other"),
         (args.rm and args.test, "-t writes nothing, so --rm would lose the input"),
+        (args.list and (args.rm or args.stdout or args.output is not None),
+         "-l only lists; leave out --rm, -c and -o"),
         (args.rm and (args.stdout or args.output == "-"),
          "--rm with standard output: the input is kept when writing to standard output "
          "(as zstd does); leave out --rm"),
@@ -418,6 +432,17 @@ def codec_problem(args) -> str | None:
         options = presets.apply(args.level, None, options)[1]
     try:
         CodecConfig().replace(**options)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def threads_problem(args) -> str | None:
+    """Why ``$NACRITH_THREADS`` names no thread count, when ``--threads`` is not given and
+    it is what the coders would use (a usage error before any input is read), or None."""
+    from .engines.llamacpp import chosen_threads
+    try:
+        chosen_threads(args.threads)
     except ValueError as exc:
         return str(exc)
     return None
@@ -450,9 +475,46 @@ def _main_code(args) -> int:
     return status
 
 
-def _main_info(argv) -> int:
+def _streams_of(path: str) -> tuple[list, int]:
+    """(what ``nacrith info`` tells of each stream in ``path`` ('-': standard input), the
+    file's size), read without decoding."""
     from .container.inspect import streams_info
+    if path == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        with open(path, "rb") as f:
+            data = f.read()
+    return streams_info(data), len(data)
 
+
+def _main_list(files) -> int:
+    """``-l``: one line per file in xz -l's columns, and the totals of several."""
+    print(f"{'streams':>7} {'blocks':>6} {'compressed':>12} {'uncompressed':>12} {'ratio':>6}  "
+          f"{'engine':9} filename")
+    status, rows = 0, []
+
+    def line(streams, blocks, packed, size, engine, name):
+        ratio = f"{packed / size:6.3f}" if size else f"{'-':>6}"
+        print(f"{streams:7d} {blocks:6d} {packed:12,d} {size:12,d} {ratio}  {engine:9} "
+              f"{printable(name)}")
+
+    for path in files or ["-"]:
+        try:
+            streams, packed = _streams_of(path)
+        except (NacrithError, OSError) as exc:
+            complain("nacrith", path, exc)
+            status = 1
+            continue
+        row = (len(streams), sum(s["blocks"] for s in streams), packed,
+               sum(s["original_size"] for s in streams))
+        rows.append(row)
+        line(*row, ",".join(sorted({s["engine"] for s in streams})), path)
+    if len(rows) > 1:
+        line(*(sum(column) for column in zip(*rows)), "", f"{len(rows)} files")
+    return status
+
+
+def _main_info(argv) -> int:
     p = argparse.ArgumentParser(prog="nacrith info", description="Describe nacrith streams.")
     p.add_argument("files", nargs="+", metavar="FILE.nc", help="'-': standard input")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -460,11 +522,7 @@ def _main_info(argv) -> int:
     status = 0
     for path in args.files:
         try:
-            if path == "-":
-                streams = streams_info(sys.stdin.buffer.read())
-            else:
-                with open(path, "rb") as f:
-                    streams = streams_info(f.read())
+            streams, _ = _streams_of(path)
         except (NacrithError, OSError) as exc:
             complain("nacrith", path, exc)
             status = 1
@@ -541,9 +599,11 @@ def main(argv=None) -> int:
         return sevenzip_main(argv)
     parser = _parser()
     args = parser.parse_args(argv)
-    problem = usage_conflict(args, command) or codec_problem(args)
+    problem = usage_conflict(args, command) or codec_problem(args) or threads_problem(args)
     if problem:
         parser.error(problem)
+    if args.list:
+        return run_guarded("nacrith", lambda: _main_list(args.files))
     args.decompress = args.decompress or args.test or command == "decompress"
     return run_guarded("nacrith", lambda: _main_code(args))
 

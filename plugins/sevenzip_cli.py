@@ -27,7 +27,8 @@ import py7zr
 from py7zr.callbacks import ExtractCallback
 
 from nacrith_codec.cli import (add_codec_arguments, codec_options, complain, printable,
-                               progress_bar, run_guarded)
+                               progress_bar, run_guarded, thread_count, threads_problem)
+from nacrith_codec.engines.llamacpp import THREADS_ENV
 from nacrith_codec.errors import ConflictError, NacrithError
 from nacrith_codec.output import Output
 
@@ -37,11 +38,13 @@ OK, FATAL, USAGE, STOPPED = 0, 2, 7, 255
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nacrith 7z", description=__doc__.splitlines()[0],
+    p = argparse.ArgumentParser(prog="nacrith 7z",
+                                usage="%(prog)s {a,x,l,t} ARCHIVE.7z [NAME ...] [options]",
+                                description=__doc__.splitlines()[0].replace("``", ""),
                                 epilog="exit status: 0 no error, 2 fatal error, "
                                        "7 command line error, 255 stopped by the user")
     p.add_argument("verb", choices=("a", "x", "l", "t"), help="add, extract, list, test")
-    p.add_argument("archive", metavar="ARCHIVE.7z")
+    p.add_argument("archive", metavar="ARCHIVE.7z", nargs="?")  # required: main() says so
     p.add_argument("names", nargs="*", metavar="NAME",
                    help="a: files and directories to add; x: members to extract (default all)")
     p.add_argument("-o", "--output-dir", metavar="DIR", default=".", help="x: extract into DIR")
@@ -50,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="x: overwrite files that exist (refused otherwise)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
     p.add_argument("--model", metavar="GGUF", help="a: model file (default: the bundled one)")
+    p.add_argument("--threads", type=thread_count, metavar="N",
+                   help="threads coding each member (speed only; default: $NACRITH_THREADS, "
+                        "else one per core)")
     add_codec_arguments(p)
     return p
 
@@ -89,6 +95,7 @@ def _add(args) -> str:
         raise FileNotFoundError(f"nothing to add: {', '.join(missing)} not found")
     sizes = sum(os.path.getsize(os.path.join(d, f)) for n in args.names
                 for d, _, fs in (os.walk(n) if os.path.isdir(n) else [("", [], [n])]) for f in fs)
+    before = _members(args) if os.path.exists(args.archive) else 0
     with _bar(args, sizes) as bar, _updating(args.archive) as (fp, mode):
         nacrith = {"id": FILTER_NACRITH, **codec_options(args),
                    **({"model": args.model} if args.model else {}),
@@ -98,7 +105,14 @@ def _add(args) -> str:
             for name in args.names:
                 arcname = os.path.basename(os.path.normpath(name))
                 z.writeall(name, arcname) if os.path.isdir(name) else z.write(name, arcname)
-    return f"{len(args.names)} item(s) added to {args.archive}: {os.path.getsize(args.archive)} bytes"
+    added = _members(args) - before  # files and folders, as 7-Zip counts them
+    return f"{added} item(s) added to {args.archive}: {os.path.getsize(args.archive)} bytes"
+
+
+def _members(args) -> int:
+    """How many entries (files and folders) the archive lists."""
+    with py7zr.SevenZipFile(args.archive, password=args.password) as z:
+        return len(z.list())
 
 
 @contextlib.contextmanager
@@ -220,6 +234,16 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return USAGE if exc.code else OK
+    if args.archive is None:  # argparse would name NAME as required too
+        parser.print_usage(sys.stderr)
+        print(f"nacrith 7z: error: {args.verb} needs ARCHIVE.7z", file=sys.stderr)
+        return USAGE
+    if args.threads is not None:  # every coder of this process: py7zr builds the decoders
+        os.environ[THREADS_ENV] = str(args.threads)
+    problem = threads_problem(args)
+    if problem:
+        print(f"nacrith 7z: {problem}", file=sys.stderr)
+        return USAGE
     if args.verb != "a" and not os.path.exists(args.archive):
         print(f"nacrith 7z: {printable(args.archive)}: no such archive", file=sys.stderr)
         return FATAL

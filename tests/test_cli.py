@@ -80,6 +80,48 @@ def test_usage_errors_exit_2():
     assert nacrith("-z", "-d", "x").returncode == 2
 
 
+def test_list_gives_sizes_and_ratio_as_gzip_l_and_xz_l(tmp_path, text_file):
+    other = tmp_path / "b.txt"
+    other.write_bytes(text_file.read_bytes()[:120])
+    _cli_ok(*SMALL_ARGS, str(text_file), str(other))
+    packed = [tmp_path / "a.txt.nc", tmp_path / "b.txt.nc"]
+    r = nacrith("-l", *map(str, packed))
+    assert r.returncode == 0, r.stderr
+    header, *rows, total = r.stdout.decode().splitlines()
+    assert header.split() == ["streams", "blocks", "compressed", "uncompressed", "ratio",
+                              "engine", "filename"]
+    for row, path, size in zip(rows, packed, (200, 120)):
+        streams, blocks, stored, original, ratio, engine, name = row.split()
+        assert (streams, blocks, engine, name) == ("1", "1", "exact", str(path))
+        assert int(stored.replace(",", "")) == path.stat().st_size
+        assert int(original) == size and float(ratio) == round(path.stat().st_size / size, 3)
+    assert total.split()[:4] == ["2", "2", f"{sum(p.stat().st_size for p in packed):,}",
+                                 "320"] and total.endswith("2 files")
+    r = nacrith("-l", str(text_file), str(packed[0]))  # not a stream: named, the rest listed
+    assert r.returncode == 1 and str(text_file).encode() in r.stderr
+    assert str(packed[0]).encode() in r.stdout
+    assert nacrith("-l", "--rm", str(packed[0])).returncode == 2 and packed[0].exists()
+
+
+def test_help_names_every_subcommand_and_variable():
+    r = nacrith("--help")
+    for word in (b"nacrith info", b"nacrith 7z", b"nacrith bench", b"nacrith cluster",
+                 b"NACRITH_THREADS", b"NACRITH_MODEL", b"NACRITH_MEMLIMIT", b"-l, --list"):
+        assert word in r.stdout, word
+
+
+def test_threads_from_the_environment_are_checked_as_the_option_is(text_file):
+    def run(value, *args):
+        return subprocess.run([sys.executable, "-m", "nacrith_codec.cli", *args, *SMALL_ARGS,
+                               "-c", str(text_file)], capture_output=True, timeout=600,
+                              env={**os.environ, "NACRITH_THREADS": value})
+    r = run("1000000")
+    assert r.returncode == 2 and b"NACRITH_THREADS='1000000'" in r.stderr and not r.stdout
+    assert run("two").returncode == 2
+    assert run("two", "--threads", "1").returncode == 0  # the option wins
+    assert run("1").returncode == 0
+
+
 def test_info_describes_without_decoding(text_file):
     nacrith(str(text_file), *SMALL_ARGS)
     r = nacrith("info", str(text_file) + ".nc")

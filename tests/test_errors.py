@@ -41,6 +41,19 @@ def test_bad_magic_and_version(neural):
         nc.decompress(neural[:4] + b"\x09" + neural[5:])
 
 
+def test_a_damaged_block_is_placed_where_info_places_it(mixed):
+    header, start = container.parse_header(mixed)
+    end = container.parse_record(mixed, start, header, 0)[1]
+    damaged = bytearray(mixed)
+    damaged[end - 5] ^= 0x40  # the block's last byte before its CRC, which then fails
+    with pytest.raises(nc.CorruptError) as decoding:
+        nc.decompress(bytes(damaged))
+    with pytest.raises(nc.CorruptError) as describing:
+        describe(bytes(damaged))
+    assert f"at offset {start}" in str(decoding.value) and str(decoding.value) == str(
+        describing.value)
+
+
 def test_every_truncation_is_detected(stored, neural, mixed):
     """Every cut of the stored stream; of the model streams every cut up to the end of
     their block and the last few (a cut after a complete model block decodes it first:

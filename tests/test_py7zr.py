@@ -1,5 +1,6 @@
 """Real 7z archives written and read by py7zr with the nacrith filter."""
 
+import os
 import random
 import shutil
 import subprocess
@@ -162,11 +163,14 @@ def test_nacrith_7z_command_adds_lists_tests_and_extracts(tmp_path, tree):
     small = ["--streams", "2", "--window", "48", "--slide", "16"]
     r = _7z("a", archive, str(tree / "docs"), str(tree / "noise.bin"), *small)
     assert r.returncode == 0, r.stderr
+    # docs, docs/a.txt, docs/deep, docs/deep/b.txt and noise.bin: 7-Zip counts entries
+    assert b"5 item(s) added" in r.stderr, r.stderr
     with py7zr.SevenZipFile(archive) as z:  # a real archive with the nacrith method
         assert z.header.main_streams.unpackinfo.folders[0].coders[0]["method"] == METHOD_ID
     listing = _7z("l", archive)
     assert listing.returncode == 0 and b"docs/deep/b.txt" in listing.stdout
-    assert _7z("t", archive).returncode == 0
+    assert b"5 item(s)" in listing.stderr
+    assert _7z("t", archive, "--threads", "1").returncode == 0
     out = tmp_path / "out"
     assert _7z("x", archive, "-o", str(out)).returncode == 0
     assert _files(out / "docs") == _files(tree / "docs")
@@ -235,3 +239,17 @@ def test_nacrith_7z_x_checks_and_cleans_up_exactly_the_paths_py7zr_writes(tmp_pa
     r = _7z("x", str(tmp_path / "damaged.7z"), "-o", str(linked))
     assert r.returncode == 2 and b"-y" in r.stderr, r.stderr
     assert (linked / "dup.txt").is_symlink()
+
+
+def test_nacrith_7z_names_what_is_missing_and_checks_threads(tmp_path):
+    r = _7z("l")
+    assert r.returncode == 7 and r.stderr.decode().splitlines()[-1] == (
+        "nacrith 7z: error: l needs ARCHIVE.7z")
+    archive = str(tmp_path / "none.7z")
+    r = _7z("a", archive, "--threads", "-1", str(tmp_path))
+    assert r.returncode == 7 and not os.path.exists(archive)
+    r = subprocess.run([sys.executable, "-m", "nacrith_codec.cli", "7z", "a", archive,
+                        str(tmp_path)], capture_output=True, timeout=600,
+                       env={**os.environ, "NACRITH_THREADS": "many"})
+    assert r.returncode == 7 and b"NACRITH_THREADS='many'" in r.stderr
+    assert not os.path.exists(archive)

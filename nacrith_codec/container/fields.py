@@ -49,8 +49,13 @@ class FieldReader:
     class More(Exception):
         pass
 
-    def __init__(self, buf, pos: int = 0):
+    def __init__(self, buf, pos: int = 0, origin: int = 0):
         self.buf, self.pos = buf, pos
+        self.origin = origin  # the stream offset of buf[0], for messages
+
+    def offset(self, pos: int) -> int:
+        """The stream offset of ``buf[pos]``: what a message names."""
+        return self.origin + pos
 
     def take(self, n: int) -> bytes:
         if self.pos + n > len(self.buf):
@@ -83,6 +88,6 @@ class FieldReader:
         expected = zlib.crc32(self.buf[start:self.pos], seed)
         (stored,) = struct.unpack("<I", self.take(4))
         if stored != expected:
-            raise CorruptError(f"corrupt stream: {what} checksum mismatch at offset {start}"
+            raise CorruptError(f"corrupt stream: {what} checksum mismatch at offset {self.offset(start)}"
                                + (" (damaged, or a block moved, repeated or taken from another "
                                   "stream)" if seed else ""))

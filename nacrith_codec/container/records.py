@@ -193,7 +193,7 @@ def _parse_end(r: FieldReader, header: Header, max_blocks: int) -> End:
 def _parse_block(r: FieldReader, kind: int, header: Header, pos: int) -> Block:
     limit = header.config.block_size
     if kind not in _KINDS[header.version]:
-        raise CorruptError(f"corrupt stream: unknown record kind {kind} at offset {pos}")
+        raise CorruptError(f"corrupt stream: unknown record kind {kind} at offset {r.offset(pos)}")
     if kind == KIND_SEGMENTED:
         return _parse_segmented(r, header)
     raw_len = r.varint(limit, "block length")
@@ -204,7 +204,7 @@ def _parse_block(r: FieldReader, kind: int, header: Header, pos: int) -> Block:
 
 
 def parse_record(buf, pos: int, header: Header, max_blocks: int,
-                 number: int | None = None) -> tuple[Block | End, int] | None:
+                 number: int | None = None, origin: int = 0) -> tuple[Block | End, int] | None:
     """Parse the record at ``buf[pos:]``: (record, end offset) or None for 'more'.
 
     Lengths are bounded by the header's block size, and the END record's
@@ -212,9 +212,11 @@ def parse_record(buf, pos: int, header: Header, max_blocks: int,
     is awaited, so at most one record's worth of input is ever buffered.
     A block is block number ``number`` of its stream (``max_blocks`` unless
     given: a block read alone, random access), which its CRC covers from version 5.
+    ``origin`` is the stream offset of ``buf[0]`` (a reader that dropped what it parsed),
+    so that a message names the offset ``nacrith info`` names.
     """
     number = max_blocks if number is None else number
-    r = FieldReader(buf, pos)
+    r = FieldReader(buf, pos, origin)
     try:
         kind = r.take(1)[0]
         if kind == KIND_END:
@@ -226,7 +228,7 @@ def parse_record(buf, pos: int, header: Header, max_blocks: int,
         if kind == KIND_END:
             length, magic = struct.unpack("<I4s", r.take(FOOTER_SIZE))
             if magic != FOOTER_MAGIC or length != r.pos - FOOTER_SIZE - pos:
-                raise CorruptError(f"corrupt stream: bad footer after the end record at {pos}")
+                raise CorruptError(f"corrupt stream: bad footer after the end record at offset {r.offset(pos)}")
     except FieldReader.More:
         return None
     return record, r.pos
