@@ -24,7 +24,7 @@ for compressions; the ``nacrith::`` filesystem needs no import).
 
 from .api import NacrithCompressor, NacrithDecompressor, compress, decompress
 from .config import CodecConfig
-from .errors import (CacheWarning, ConflictError, CorruptError, EnvironmentMismatchError,
+from .errors import (CacheNotice, CacheWarning, ConflictError, CorruptError, EnvironmentMismatchError,
                      FormatError,
                      MemoryLimitError,
                      ModelMismatchError, ModelNotFoundError, NacrithError, TruncatedError,
@@ -32,7 +32,7 @@ from .errors import (CacheWarning, ConflictError, CorruptError, EnvironmentMisma
 from .file import NacrithFile, open
 
 __all__ = [
-    "CacheWarning", "CodecConfig", "ConflictError", "CorruptError", "EnvironmentMismatchError", "FormatError", "MemoryLimitError",
+    "CacheNotice", "CacheWarning", "CodecConfig", "ConflictError", "CorruptError", "EnvironmentMismatchError", "FormatError", "MemoryLimitError",
     "ModelMismatchError",
     "ModelNotFoundError", "NacrithCompressor", "NacrithDecompressor", "NacrithError", "NacrithFile",
     "TruncatedError", "VerifyError", "compress", "decompress", "open",

@@ -9,6 +9,7 @@
     nacrith bench FILE...      nacrith beside gzip, bzip2, xz and PPMd (nacrith_codec/bench)
     nacrith cluster IN... -o DEST   many files over a Dask cluster (plugins/dask_cli.py)
     nacrith 7z a|x|l|t ARCHIVE.7z   7z archives (plugins/sevenzip_cli.py)
+    nacrith cache [--clear]    what nacrith keeps on disk (cache.py), and removing it
 
 Exit status: 0 success, 1 an error (the message says which file and why),
 2 bad usage, 130 interrupted (^C), 143 terminated (SIGTERM).  Output is written
@@ -35,12 +36,12 @@ from . import __version__
 from .config import ENGINES, MODEL_ALONE, CodecConfig
 from .container import SUFFIX, compressed_name, original_name
 from .engines.model_file import MODELS
-from .errors import NacrithError
+from .errors import CacheNotice, NacrithError
 from .output import Output, special_file, write_all
 from .pipeline.stats import bits_per_byte
 from . import presets
 from .presets import DEFAULT_LEVEL, LEVELS
-_COMMANDS = ("compress", "decompress", "info", "bench", "cluster", "7z")
+_COMMANDS = ("compress", "decompress", "info", "bench", "cluster", "7z", "cache")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,9 +53,10 @@ def _parser() -> argparse.ArgumentParser:
                "  nacrith 7z a|x|l|t ARCHIVE.7z     7z archives of nacrith-compressed files\n"
                "  nacrith bench FILE...             nacrith beside gzip, bzip2, xz, zstd, PPMd\n"
                "  nacrith cluster INPUT... -o DEST  many files over a Dask cluster\n"
+               "  nacrith cache [--clear|--prune]   what nacrith keeps on disk, and removing it\n"
                "  nacrith compress, nacrith decompress: the same as -z, -d\n\n"
                "environment: NACRITH_MODEL (--model), NACRITH_THREADS (--threads), "
-               "NACRITH_MEMLIMIT (-M)")
+               "NACRITH_MEMLIMIT (-M), NACRITH_CACHE_DIR (nacrith cache)")
     p.add_argument("files", nargs="*", metavar="FILE", help="input files ('-' or none: stdin)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("-z", "--compress", dest="compressing", action="store_true",
@@ -514,6 +516,40 @@ def _main_list(files) -> int:
     return status
 
 
+def _main_cache(argv) -> int:
+    """``nacrith cache``: what nacrith keeps on disk; ``--clear`` or ``--prune`` removes it."""
+    from . import cache
+    p = argparse.ArgumentParser(prog="nacrith cache", description=cache.__doc__.splitlines()[0])
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--clear", action="store_true",
+                       help="remove everything nacrith keeps (made again when needed)")
+    which.add_argument("--prune", action="store_true",
+                       help="remove only what earlier releases left and this one does not read")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    args = p.parse_args(argv)
+    base = cache.root()
+    if args.clear or args.prune:
+        gone = cache.removable(old_only=args.prune)
+        freed = cache.remove(gone)
+        print(f"nacrith cache: removed {len(gone)} item(s) from {printable(str(base))}, "
+              f"{cache.mb(freed)} freed")
+        return 0
+    found = cache.entries()
+    if args.json:
+        print(json.dumps({"root": str(base), "entries": [
+            {"path": str(e.path), "bytes": e.size, "what": e.what, "used": e.used}
+            for e in found]}))
+        return 0
+    print(f"{printable(str(base))} ({cache.ENV} or XDG_CACHE_HOME moves it)")
+    for e in found:
+        print(f"{cache.mb(e.size):>12}  {printable(str(e.path.relative_to(base)))}: {e.what}")
+    old = sum(e.size for e in found if not e.used)
+    print(f"{cache.mb(sum(e.size for e in found)):>12}  in all"
+          + (f"; {cache.mb(old)} of it left by earlier releases (nacrith cache --prune)"
+             if old else "") + "; nacrith cache --clear removes everything")
+    return 0
+
+
 def _main_info(argv) -> int:
     p = argparse.ArgumentParser(prog="nacrith info", description="Describe nacrith streams.")
     p.add_argument("files", nargs="+", metavar="FILE.nc", help="'-': standard input")
@@ -594,6 +630,8 @@ def main(argv=None) -> int:
         return bench_main(argv)
     if command == "cluster":
         return _main_cluster(argv)
+    if command == "cache":
+        return run_guarded("nacrith", lambda: _main_cache(argv))
     if command == "7z":
         from .plugins.sevenzip_cli import main as sevenzip_main
         return sevenzip_main(argv)
@@ -613,7 +651,7 @@ def run_guarded(prog: str, work) -> int:
     exceptions so that every cleanup runs (temporary outputs removed, workers stopped).
     Warnings (a rebuilt cache) are printed as the program's own lines."""
     warnings.formatwarning = lambda message, category, *_, **__: (
-        f"{prog}: {category.__name__}: {message}\n")
+        f"{prog}: {'note' if category is CacheNotice else category.__name__}: {message}\n")
     previous = _on_sigterm()
     try:
         return _flushed(work())

@@ -58,6 +58,12 @@ class ConflictError(NacrithError):
     published, and the other writer's file is left as it is.  Add again."""
 
 
+class CacheNotice(UserWarning):
+    """nacrith has just kept data derived from a model file in the user's cache (the exact
+    engine's integer weights, on first use of a model): where, how large, and how to
+    remove or move it (cache.py).  Said once, when the data is made."""
+
+
 class CacheWarning(UserWarning):
     """Data nacrith derives from a model file and keeps in the user's cache (the exact
     engine's integer weights) did not match the digests written with it, and was rebuilt

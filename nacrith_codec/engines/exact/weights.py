@@ -19,6 +19,7 @@ import warnings
 
 import numpy as np
 
+from ... import cache
 from ...errors import CacheWarning, ModelNotFoundError
 from ...numerics import int8
 from ..model_file import fingerprint
@@ -206,11 +207,6 @@ def unpack_pieces(arrays: dict) -> list[bytes]:
     return [blob[a:b] for a, b in zip([0] + ends[:-1], ends)]
 
 
-def _cache_root() -> pathlib.Path:
-    base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
-    return pathlib.Path(base) / "nacrith" / "exact"
-
-
 def load(path) -> tuple[dict, dict]:
     """The engine's arrays for a model file and its metadata, memory-mapped from the cache
     (made on first use: about 8 s; processes then share the pages).  The cache is keyed by
@@ -221,7 +217,7 @@ def load(path) -> tuple[dict, dict]:
     cache would change the logits, and so write streams that decode nowhere else.  One
     that does not match is rebuilt from the model file, with a CacheWarning; the cache can
     be deleted at any time."""
-    folder = _cache_root() / f"{fingerprint(path)[:32]}-{LAYOUT}"
+    folder = cache.root() / "exact" / f"{fingerprint(path)[:32]}-{LAYOUT}"
     problem = None
     if os.path.lexists(folder):
         found = _read(folder)
@@ -237,6 +233,8 @@ def load(path) -> tuple[dict, dict]:
     if _write(folder, arrays, meta, replace=problem is not None):
         found = _read(folder)
         if not isinstance(found, str):
+            if problem is None:
+                cache.announce(folder, f"the exact engine's integer weights of {pathlib.Path(path).name}")
             return found
     return arrays, meta  # held in memory: a read-only or full disk, or a lost race
 
