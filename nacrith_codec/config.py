@@ -24,7 +24,7 @@ MODEL_ALONE = dict(ngram_order=0, match_min=0, bias_rate_ppm=0, mixer_rate_ppm=0
 MAX_NGRAM_ORDER = 8
 #: The skip's threshold when it is switched on.  Off by default: with streams in
 #: lockstep a skipped row barely shortens the step's llama_decode, and on html the
-#: skip cost 2% of ratio for no speed (README, "Speed").
+#: skip cost 2% of ratio for no speed (docs/measurements.md, "Speed").
 SKIP_PPM = 950000
 MAX_TABLE_BITS = 22  # 2**22 N-gram buckets: 144 MiB per block coder at most
 MAX_CACHE = 1 << 16  # neural cache entries: 151 MiB per block coder at most (640 values each)
@@ -37,7 +37,7 @@ ENGINES = ("exact", "llama.cpp")
 #: n // min_stream_tokens streams (at most ``streams``).  The exact engine's step costs
 #: nearly the same for one row as for two (every 8-bit weight is read once a step), so a
 #: block of 768 tokens or more (about 3 KB of text) takes a second stream: on 4 KB of
-#: alice29 3% more bytes, decoded 1.8 times faster (README, "Engines").
+#: alice29 3% more bytes, decoded 1.8 times faster (docs/measurements.md, "Engines").
 MIN_STREAM_TOKENS = {"exact": 384, "llama.cpp": 512}
 
 

@@ -7,7 +7,7 @@ the streams: they change the bytes), so its decoder needs no level;
 ``nacrith info`` names the level whose settings a stream has.  Level 6 is the
 default.  Levels 8 and 9 take fewer, longer streams (fewer cold starts, slower
 steps per token) and level 9 the stronger Gemma 3 270M (``pip install "nacrith-codec[gemma]"``).  What
-each level measured is in README.md, "Levels".
+each level measured is in docs/usage.md, "Levels".
 """
 
 from __future__ import annotations

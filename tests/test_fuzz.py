@@ -3,7 +3,7 @@ and random streams give back the original bytes or raise a NacrithError subclass
 anything else, never wrong bytes, within bounded time and memory.
 
 The regular run tries a bounded number of cases; ``NACRITH_FUZZ_SCALE=50`` multiplies
-every budget (README, "Reliability"), and tests/fuzz_atheris.py is the coverage-guided
+every budget (docs/guarantees.md, "Reliability"), and tests/fuzz_atheris.py is the coverage-guided
 harness for atheris.
 """
 

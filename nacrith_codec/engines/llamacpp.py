@@ -35,7 +35,7 @@ def _quiet_log(level, text, user_data):  # llama.cpp logs every tensor it loads
 #: one CPU-bound process on 2 cores, 2,000 bytes took 178 s instead of 8.4 s alone.  With
 #: 1,000 checks the same run takes 18 s (2.1x, its fair share being 2x) and 8.7 s alone;
 #: sleeping at once (OMP_WAIT_POLICY=passive) costs 2.6x alone, 300 checks 1.7x
-#: (MEASUREMENTS.md, "Beside other work").
+#: (docs/measurements.md, "Beside other work").
 SPIN_COUNT = 1000
 
 
@@ -54,7 +54,7 @@ def _llama():
         import llama_cpp
     except ImportError as exc:
         raise NacrithError(f"the llama.cpp engine needs llama-cpp-python, which cannot be "
-                           f"imported here ({exc}): install it (README, \"Install\"); "
+                           f"imported here ({exc}): install it (docs/usage.md, \"Install\"); "
                            "streams of the exact engine decode without it") from exc
 
     with _init_lock:

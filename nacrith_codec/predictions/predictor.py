@@ -38,7 +38,7 @@ MATCH_BITS = 18  # the match table: 2**18 entries
 def numpy_environment() -> dict:
     """What the predictors' arithmetic depends on beyond the stream: numpy's version and
     the SIMD kernels it dispatches to on this CPU (its float32 exp differs between its
-    AVX2 and SSE kernels, measured; README "What is guaranteed across machines")."""
+    AVX2 and SSE kernels, measured; docs/guarantees.md)."""
     core = getattr(np, "_core", None) or np.core
     umath = core._multiarray_umath
     simd = [f for f in umath.__cpu_dispatch__ if umath.__cpu_features__.get(f)]
