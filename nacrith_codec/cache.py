@@ -23,6 +23,9 @@ import warnings
 from .errors import CacheNotice
 
 ENV = "NACRITH_CACHE_DIR"
+#: The layout of the exact engine's folders this release reads and writes
+#: (engines/exact/weights.py); a folder of another layout was left by another release.
+EXACT_LAYOUT = "exact-3"
 
 
 def root() -> pathlib.Path:
@@ -39,6 +42,7 @@ class Entry:
     size: int  # bytes on disk
     what: str
     used: bool  # read by this release (False: left by an earlier one)
+    model_sha256: str = ""  # the model file an exact engine's folder was made from (a prefix)
 
 
 def size_of(path: pathlib.Path) -> int:
@@ -51,21 +55,16 @@ def size_of(path: pathlib.Path) -> int:
 
 def entries() -> list[Entry]:
     """Everything in the cache, largest first; what each is and whether this release reads it."""
-    from .engines.exact.weights import LAYOUT
-    from .engines.model_file import named_by_sha256
-
     base, found = root(), []
     for path in sorted((base / "exact").glob("*")) if (base / "exact").is_dir() else []:
         if path.suffix in (".tmp", ".damaged"):  # another process is writing or replacing
             found.append(Entry(path, size_of(path), "being written by a nacrith process", True))
             continue
         sha, _, layout = path.name.partition("-")
-        named = named_by_sha256(sha)
-        model = f"{named.name}'s" if named else f"the model file {sha[:16]}...'s"
-        used = layout == LAYOUT
-        found.append(Entry(path, size_of(path), f"{model} weights for the exact engine"
-                           + ("" if used else f" (layout {layout} of an earlier release)"),
-                           used))
+        used = layout == EXACT_LAYOUT
+        found.append(Entry(path, size_of(path), "weights for the exact engine"
+                           + ("" if used else f" (layout {layout} of another release)"),
+                           used, sha))
     for path in sorted((base / "models").glob("*.gguf")) if (base / "models").is_dir() else []:
         found.append(Entry(path, size_of(path), "a named model joined from its packages", True))
     if (base / "fingerprints.json").is_file():

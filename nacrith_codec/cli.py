@@ -519,6 +519,7 @@ def _main_list(files) -> int:
 def _main_cache(argv) -> int:
     """``nacrith cache``: what nacrith keeps on disk; ``--clear`` or ``--prune`` removes it."""
     from . import cache
+    from .engines.model_file import named_by_sha256
     p = argparse.ArgumentParser(prog="nacrith cache", description=cache.__doc__.splitlines()[0])
     which = p.add_mutually_exclusive_group()
     which.add_argument("--clear", action="store_true",
@@ -537,12 +538,17 @@ def _main_cache(argv) -> int:
     found = cache.entries()
     if args.json:
         print(json.dumps({"root": str(base), "entries": [
-            {"path": str(e.path), "bytes": e.size, "what": e.what, "used": e.used}
+            {"path": str(e.path), "bytes": e.size, "what": e.what, "used": e.used,
+             "model_sha256": e.model_sha256}
             for e in found]}))
         return 0
     print(f"{printable(str(base))} ({cache.ENV} or XDG_CACHE_HOME moves it)")
     for e in found:
-        print(f"{cache.mb(e.size):>12}  {printable(str(e.path.relative_to(base)))}: {e.what}")
+        what = e.what
+        if e.model_sha256:
+            named = named_by_sha256(e.model_sha256)
+            what = f"{named.name if named else 'model ' + e.model_sha256[:16]}'s {what}"
+        print(f"{cache.mb(e.size):>12}  {printable(str(e.path.relative_to(base)))}: {what}")
     old = sum(e.size for e in found if not e.used)
     print(f"{cache.mb(sum(e.size for e in found)):>12}  in all"
           + (f"; {cache.mb(old)} of it left by earlier releases (nacrith cache --prune)"

@@ -95,7 +95,8 @@ def _add(args) -> str:
         raise FileNotFoundError(f"nothing to add: {', '.join(missing)} not found")
     sizes = sum(os.path.getsize(os.path.join(d, f)) for n in args.names
                 for d, _, fs in (os.walk(n) if os.path.isdir(n) else [("", [], [n])]) for f in fs)
-    before = _members(args) if os.path.exists(args.archive) else 0
+    exists = os.path.exists(args.archive) and py7zr.is_7zfile(args.archive)
+    before = _members(args) if exists else 0  # (another file is refused by _updating)
     with _bar(args, sizes) as bar, _updating(args.archive) as (fp, mode):
         nacrith = {"id": FILTER_NACRITH, **codec_options(args),
                    **({"model": args.model} if args.model else {}),
@@ -231,7 +232,7 @@ _VERBS = {"a": _add, "x": _extract, "l": _list, "t": _test}
 def main(argv=None) -> int:
     parser = _parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_intermixed_args(argv)  # options anywhere, as 7-Zip takes them
     except SystemExit as exc:
         return USAGE if exc.code else OK
     if args.archive is None:  # argparse would name NAME as required too

@@ -25,10 +25,11 @@ from ...numerics import int8
 from ..model_file import fingerprint
 from . import quants
 
-#: The cache's layout: a new value whenever the integers derived from a file, or the way they
-#: are stored, change (exact-2: a SHA-256 digest of every array in meta.json; exact-3: the
-#: weight matrices as int8, and beside each its 8-bit product's onnx graph, digests too).
-LAYOUT = "exact-3"
+#: The cache's layout (named in cache.py, which lists the folders of other layouts): a new
+#: value whenever the integers derived from a file, or the way they are stored, change
+#: (exact-2: a SHA-256 digest of every array in meta.json; exact-3: the weight matrices as
+#: int8, and beside each its 8-bit product's onnx graph, digests too).
+LAYOUT = cache.EXACT_LAYOUT
 
 WEIGHT_LEVELS = 127  # weights are integers in [-127, 127] times a scale per output row
 
