@@ -25,7 +25,7 @@ from .verify import StreamVerifier
 
 #: The keyword options of NacrithCompressor beside CodecConfig's fields.
 COMPRESSOR_OPTIONS = ("model", "preset", "config", "threads", "progress", "content_size",
-                      "workers", "n_gpu_layers", "device", "verify")
+                      "workers", "n_gpu_layers", "device", "verify", "format_version")
 DECOMPRESSOR_OPTIONS = ("model", "threads", "progress", "workers", "n_gpu_layers", "device",
                         "memlimit")
 
@@ -121,6 +121,12 @@ class NacrithCompressor(_Coding):
     of its own (about doubling the time; ``progress`` then counts every byte twice,
     and ``workers`` > 1 start as many decoding processes), and ``flush()`` raises
     VerifyError unless it reproduced every input byte.
+
+    ``format_version`` (6, 7 or 8; default the newest, 8) writes a stream that readers of
+    older releases read too, as xz's ``--format``: the same predictions in the older
+    framing (version 6 has no neural cache: ``cache_size=0``).  Nothing is written before
+    the first byte of input: an empty input makes version 8's empty stream (26 bytes,
+    no model needed to read it).
     """
 
     _encodes = True
@@ -128,7 +134,8 @@ class NacrithCompressor(_Coding):
     def __init__(self, model=None, *, preset: int | None = None,
                  config: CodecConfig | None = None, threads=None, progress=None,
                  content_size: int | None = None, workers: int = 1, n_gpu_layers: int = 0,
-                 device: str = "cpu", verify: bool = False, **options):
+                 device: str = "cpu", verify: bool = False,
+                 format_version: int | None = None, **options):
         check_options(options)
         content_size = checked_size(content_size)
         if preset is not None:
@@ -148,6 +155,7 @@ class NacrithCompressor(_Coding):
             self._model_path, threads=threads, progress=progress, workers=workers,
             n_gpu_layers=n_gpu_layers, device=device, memlimit=0)) if verify else None)
         self._content_size = content_size
+        self._version = container.header.version_for(self.config, format_version)
         self._buffer = bytearray()
         self._lengths = collections.deque()  # raw length of each block in flight
         self._writer = None  # the stream's framing, once started
@@ -155,12 +163,16 @@ class NacrithCompressor(_Coding):
         self._flushed = False
 
     def _start(self) -> bytes:
-        if self._runner is not None:
+        """The header, once: when the first byte of input comes, or at the end."""
+        if self._writer is not None:
             return b""
-        self._start_runner(self.config)
-        self._writer = container.StreamWriter(header_for(
-            self.config, fingerprint(self._model_path), os.path.basename(self._model_path),
-            environment(self._gpu), self._content_size))
+        header = header_for(self.config, fingerprint(self._model_path),
+                            os.path.basename(self._model_path),
+                            environment(self._gpu) if self.config.engine == "llama.cpp" else {},
+                            self._content_size, self._version)
+        if header.model_sha256:  # an empty stream needs no model
+            self._start_runner(self.config)
+        self._writer = container.StreamWriter(header)
         return self._writer.head
 
     def _block(self, data: bytes):
@@ -177,7 +189,7 @@ class NacrithCompressor(_Coding):
             raise ValueError("Compressor has been flushed")
         data = byte_view(data)
         self._buffer += data
-        out = [self._start()]
+        out = [self._start() if self._buffer else b""]
         size = self.config.block_size
         while len(self._buffer) >= size:
             self._block(bytes(self._buffer[:size]))
@@ -194,12 +206,15 @@ class NacrithCompressor(_Coding):
         if self._flushed:
             raise ValueError("Repeated call to flush()")
         self._flushed = True
+        if self._writer is None and not self._buffer and self._content_size is None \
+                and self._version >= container.header.LEAN:
+            self._content_size = 0  # nothing came: the empty stream
         out = [self._start()]
         try:
             if self._buffer:
                 self._block(bytes(self._buffer))
                 self._buffer.clear()
-            out += self._records(wait=True)
+            out += self._records(wait=True) if self._runner is not None else []
         finally:
             _Coding.close(self)  # the verifier's decoder, if any, ends with the stream
         if self._content_size is not None and self._content_size != self._total:
@@ -217,15 +232,21 @@ class NacrithCompressor(_Coding):
             self._verifier.decoder.close()
 
 
-def header_for(config, sha256: str, file_name: str, env: dict,
-               content_size=None) -> container.Header:
+def header_for(config, sha256: str, file_name: str, env: dict, content_size=None,
+               version: int | None = None) -> container.Header:
     """The header of a stream written now with ``config`` by a model file (its SHA-256 in
-    hex and its name) in environment ``env`` (engines.environment): the bundled model
-    needs no name, and only the llama.cpp engine's streams record the environment."""
+    hex and its name) in environment ``env`` (engines.environment), in format ``version``
+    (None: the newest): a named model needs no name (versions 6-7: the bundled one), only
+    the llama.cpp engine's streams record the environment, and from version 8 a stream of
+    no data records nothing else (``content_size=0``)."""
+    version = container.header.version_for(config, version)
+    lean = version >= container.header.LEAN
+    if lean and content_size == 0:
+        return container.header.empty_header()
+    unnamed = named_by_sha256(sha256) is not None if lean else file_name == DEFAULT_FILE
     return container.Header(
-        config, bytes.fromhex(sha256), "" if file_name == DEFAULT_FILE else file_name,
-        env if config.engine == "llama.cpp" else {}, content_size,
-        container.header.version_for(config))
+        config, bytes.fromhex(sha256), "" if unnamed else file_name,
+        env if config.engine == "llama.cpp" else {}, content_size, version)
 
 
 class NacrithDecompressor(_Coding):
@@ -267,6 +288,8 @@ class NacrithDecompressor(_Coding):
         self.unused_data = b""
 
     def _check_model(self, header):
+        if not header.model_sha256:  # an empty stream: no model predicts anything
+            return
         needed = Identity(header.model_sha256.hex(), header.model_name, {})
         named = named_by_sha256(needed.sha256)
         if not self._model_chosen and named is not None and named.name != DEFAULT_NAME:

@@ -35,6 +35,7 @@ import warnings
 from . import __version__
 from .config import ENGINES, MODEL_ALONE, CodecConfig
 from .container import SUFFIX, compressed_name, original_name
+from .container.header import VERSION, WRITABLE, version_for
 from .engines.model_file import MODELS
 from .errors import CacheNotice, NacrithError
 from .output import Output, special_file, write_all
@@ -162,6 +163,10 @@ def add_codec_arguments(p: argparse.ArgumentParser):
                    help="precision of the predictors' arithmetic (default 32)")
     g.add_argument("--model-alone", action="store_true",
                    help="no online predictors: the language model's probabilities only")
+    g.add_argument("--format-version", type=int, choices=WRITABLE, metavar="N",
+                   help=f"write format version N ({', '.join(map(str, WRITABLE))}; default "
+                        f"{VERSION}), for readers of older releases: the same predictions "
+                        "in their framing (6: no neural cache, give --cache-size 0)")
 
 
 def codec_options(args) -> dict:
@@ -171,6 +176,8 @@ def codec_options(args) -> dict:
     options = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     if args.model_alone:
         options.update(MODEL_ALONE)
+    if args.format_version is not None:
+        options["format_version"] = args.format_version
     return options
 
 
@@ -430,10 +437,11 @@ def codec_problem(args) -> str | None:
     """Why the compression parameters given (beside the level) make no stream, or None: a
     usage error, said once before any input is read (as ``--streams 0``)."""
     options = codec_options(args)
+    version = options.pop("format_version", None)
     if args.level is not None:
         options = presets.apply(args.level, None, options)[1]
     try:
-        CodecConfig().replace(**options)
+        version_for(CodecConfig().replace(**options), version)
     except ValueError as exc:
         return str(exc)
     return None

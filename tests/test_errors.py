@@ -155,9 +155,11 @@ def test_hostile_lengths_are_rejected_before_buffering():
     with pytest.raises(nc.CorruptError, match="exceeds its limit"):
         container.parse_record(bytes([container.KIND_STORED]) + v(1 << 60), 0, header, 0)
     # a huge header length is refused, not awaited
-    head = container.MAGIC + bytes([container.VERSION]) + struct.pack("<H", 60000)
-    with pytest.raises(nc.CorruptError, match="header length"):
-        container.parse_header(head)
+    for version, length in ((container.VERSION, v(60000)), (7, struct.pack("<H", 60000)),
+                            (container.VERSION, v(1 << 40))):
+        head = container.MAGIC + bytes([version]) + length
+        with pytest.raises(nc.CorruptError, match="header length"):
+            container.parse_header(head)
 
 
 def test_trailing_garbage_is_an_error(neural):

@@ -17,7 +17,7 @@ import time
 import pytest
 
 import nacrith_codec as nc
-from conftest import SMALL, reframe, stream_parts
+from conftest import EXACT_SMALL, SMALL, reframe, stream_parts
 from nacrith_codec import container
 from nacrith_codec.engines import llamacpp as llm
 from nacrith_codec.pipeline import workers
@@ -112,8 +112,8 @@ def test_a_header_asking_for_gigabytes_is_refused_before_allocating(tmp_path):
     assert len(huge) < 400  # a few hundred bytes
     assert nc.decompress(_hostile(CodecConfig(streams=64, window=8192, slide=256), data=None)) \
         == b""  # no block, nothing to allocate
-    nc.decompress(nc.compress(b"warm up", **SMALL))  # the model is loaded
-    before = _vm("VmRSS")
+    nc.decompress(nc.compress(b"warm up", **EXACT_SMALL))  # the model is loaded, as huge's
+    before = _vm("VmRSS")                                  # engine (the default) needs it
     with pytest.raises(nc.MemoryLimitError, match=r"needs about \d+,\d{3} MiB.*NACRITH_MEMLIMIT"):
         nc.decompress(huge)
     with pytest.raises(nc.MemoryLimitError):

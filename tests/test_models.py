@@ -8,6 +8,7 @@ import pytest
 
 import nacrith_codec as nc
 from nacrith_codec import container
+from nacrith_codec.container.inspect import stream_info
 from nacrith_codec.config import MODEL_ALONE
 from nacrith_codec.engines import model_file
 from nacrith_codec.errors import ModelMismatchError, ModelNotFoundError
@@ -60,7 +61,8 @@ def test_gemma_round_trip_and_the_decoder_takes_the_model_the_stream_names(engli
     assert nc.decompress(packed) == data  # no model given: the stream's
     assert nc.decompress(packed, model=GEMMA) == data
     header = container.parse_header(packed)[0]
-    assert header.model_name == "gemma-3-270m-q4_k_m.gguf" and header.config.cache_size
+    assert header.model_name == "" and header.config.cache_size  # named: found by its SHA-256
+    assert stream_info(packed)["model"] == "gemma-3-270m-q4_k_m.gguf"
 
 
 @needs_gemma

@@ -80,7 +80,8 @@ def test_a_7z_filter_and_fsspec_take_a_preset(tmp_path, english, monkeypatch):
 def test_level_9_takes_gemma_unless_a_model_is_given(english):
     packed = nc.compress(english[:50], preset=9)
     header = container.parse_header(packed)[0]
-    assert header.model_name == "gemma-3-270m-q4_k_m.gguf" and header.config.window == 2048
+    assert header.model_name == "" and header.config.window == 2048  # named: by its SHA-256
+    assert stream_info(packed)["model"] == "gemma-3-270m-q4_k_m.gguf"
     assert stream_info(packed)["level"] == 9 and nc.decompress(packed) == english[:50]
     packed = nc.compress(english[:50], preset=9, model="smollm2-135m")
     assert stream_info(packed)["level"] == 8

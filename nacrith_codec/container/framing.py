@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..errors import CorruptError
 from .fields import content_digest
-from .header import Header, key_of, pack_header
+from .header import LEAN, Header, key_of, pack_header
 from .records import End, bind, pack_end
 
 
@@ -52,6 +52,7 @@ class StreamWriter:
     def __init__(self, header: Header):
         self.head = pack_header(header)
         self._key = key_of(self.head)
+        self._lean = header.version >= LEAN  # no content digest over no blocks
         self.tally = Tally()
 
     def block(self, record: bytes, raw_len: int) -> bytes:
@@ -63,4 +64,5 @@ class StreamWriter:
 
     def end(self) -> bytes:
         t = self.tally
-        return pack_end(t.total, t.index, content_digest(t.digests) if self._key else b"")
+        digested = self._key and (t.index or not self._lean)
+        return pack_end(t.total, t.index, content_digest(t.digests) if digested else b"")

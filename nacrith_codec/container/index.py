@@ -17,7 +17,7 @@ import struct
 from ..config import MAX_BLOCK_SIZE, CodecConfig
 from ..errors import CorruptError, NacrithError, TruncatedError
 from .framing import check_content
-from .header import BOUND, MAGIC, MAX_SIZE, VERSION, Header, parse_header
+from .header import BOUND, LEAN, MAGIC, MAX_SIZE, VERSION, Header, parse_header
 from .records import FOOTER_MAGIC, FOOTER_SIZE, End, parse_tail
 from .sequence import INCOMPLETE
 
@@ -63,9 +63,10 @@ class Index:
 
 
 #: A header only to read an END record's lengths before the stream's own header is known.
-#: One per layout of the END record (version 5 added the content digest).
-_ANY = [Header(CodecConfig(block_size=MAX_BLOCK_SIZE), bytes(32), "", "", None, v)
-        for v in (VERSION, BOUND - 1)]
+#: One per layout of the END record (version 5 added the content digest, version 8 left
+#: it out of a stream without blocks).
+_ANY = [Header(CodecConfig(block_size=MAX_BLOCK_SIZE), bytes(32), "", {}, None, v)
+        for v in (VERSION, LEAN - 1, BOUND - 1)]
 
 
 def _end_record(tail: bytes, header) -> End | None:

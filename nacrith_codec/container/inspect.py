@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..engines.model_file import DEFAULT_FILE, named_by_sha256
+from ..engines.model_file import named_by_sha256, recorded_name
 from ..errors import TruncatedError
 from ..pipeline.stats import bits_per_byte
 from ..presets import level_of
@@ -31,14 +31,16 @@ def stream_info(data) -> dict:
         for method, size in record.methods().items():
             name = classical.NAMES[method]
             methods[name] = methods.get(name, 0) + size
-    return {"format_version": header.version, "model": header.model_name or DEFAULT_FILE,
+    model = (recorded_name(header.model_name, header.model_sha256.hex())
+             if header.model_sha256 else "none (an empty stream needs none)")
+    return {"format_version": header.version, "model": model,
             "engine": header.config.engine,
             "model_sha256": header.model_sha256.hex(), "config": header.config.as_dict(),
             "environment": header.env,
             "original_size": record.total_len,
             "compressed_size": pos, "blocks": blocks, "bytes_by_method": methods,
             "tokens": tokens, "bpb": bits_per_byte(record.total_len, pos),
-            "level": _level(header),
+            "level": _level(header) if header.model_sha256 else None,
             "trailing_bytes": len(data) - pos}
 
 

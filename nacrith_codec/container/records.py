@@ -11,7 +11,8 @@
                 digest:8B
       MODEL      raw_len n_streams count*n_streams payload_len payload digest:8B  (version 1)
       STORED     raw_len raw                                                       (version 1)
-      END        n_blocks total_len (raw_len record_len)*n_blocks [content:8B]  (version 5)
+      END        n_blocks total_len (raw_len record_len)*n_blocks [content:8B]  (version 5;
+                                                        from 8 none without blocks)
     footer  := end_record_len:u32le "NACE"
 
 A segmented block is the block's bytes cut into segments, each with a method
@@ -35,14 +36,14 @@ import zlib
 from ..errors import CorruptError
 from ..segments import classical
 from .fields import FieldReader, varint, with_crc
-from .header import BOUND, Header
+from .header import BOUND, LEAN, Header
 
 FOOTER_MAGIC = b"NACE"
 FOOTER_SIZE = 8
 KIND_END, KIND_MODEL, KIND_STORED, KIND_SEGMENTED = 0, 1, 2, 3
 _KINDS = {1: (KIND_MODEL, KIND_STORED), 2: (KIND_SEGMENTED,), 3: (KIND_SEGMENTED,),
           4: (KIND_SEGMENTED,), 5: (KIND_SEGMENTED,), 6: (KIND_SEGMENTED,),
-          7: (KIND_SEGMENTED,)}
+          7: (KIND_SEGMENTED,), 8: (KIND_SEGMENTED,)}
 #: Version 5: a model part's tokens at most, per byte of its payload, and beyond that.
 #: 32 tokens a byte is 0.25 bits a token; text that predictable is left to the
 #: classical codecs, which do as well on it (pipeline/block.py).
@@ -187,7 +188,8 @@ def _parse_end(r: FieldReader, header: Header, max_blocks: int) -> End:
     total = r.varint(1 << 62, "total length")
     index = tuple((r.varint(limit, "block length"), r.varint(1 << 32, "record length"))
                   for _ in range(n_blocks))
-    return End(total, index, r.take(8) if header.version >= BOUND else b"")
+    digested = header.version >= BOUND and (n_blocks or header.version < LEAN)
+    return End(total, index, r.take(8) if digested else b"")
 
 
 def _parse_block(r: FieldReader, kind: int, header: Header, pos: int) -> Block:

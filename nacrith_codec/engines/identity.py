@@ -12,7 +12,7 @@ import dataclasses
 import os
 
 from ..errors import EnvironmentMismatchError, ModelMismatchError
-from .model_file import DEFAULT_FILE, fingerprint, named_by_sha256, resolve_model_path
+from .model_file import fingerprint, named_by_sha256, recorded_name, resolve_model_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Identity:
         llama.cpp stream, its environment; ``what`` names who needs it, ``where`` the
         coder checked (a file, a worker), in the message."""
         if not self.sha256.startswith(needed.sha256):
-            name = needed.model_name or DEFAULT_FILE
+            name = recorded_name(needed.model_name, needed.sha256)
             named = named_by_sha256(needed.sha256)
             how = (f"pass model={named.name!r} or --model {named.name} (installed by "
                    f"`pip install \"nacrith-codec[{named.extra}]\"`)" if named else

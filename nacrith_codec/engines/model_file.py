@@ -115,6 +115,13 @@ def named_by_sha256(prefix: str) -> Named | None:
     return found[0] if found else None
 
 
+def recorded_name(name: str, sha256_hex: str) -> str:
+    """The file name of the model a header names: its recorded name, else (a named model,
+    whose name headers leave out) the named model's file."""
+    named = named_by_sha256(sha256_hex) if not name else None
+    return name or (named.file if named else DEFAULT_FILE)
+
+
 def resolve_model_path(model: str | os.PathLike | None = None) -> pathlib.Path:
     """An explicit path or model name, else ``$NACRITH_MODEL``, else the bundled model."""
     chosen = model if model is not None else os.environ.get(ENV_VAR) or None
