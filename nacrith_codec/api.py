@@ -157,6 +157,7 @@ class NacrithCompressor(_Coding):
         self._content_size = content_size
         self._version = container.header.version_for(self.config, format_version)
         self._buffer = bytearray()
+        self._seen = 0  # input bytes taken
         self._lengths = collections.deque()  # raw length of each block in flight
         self._writer = None  # the stream's framing, once started
         self._total = 0
@@ -188,6 +189,10 @@ class NacrithCompressor(_Coding):
         if self._flushed:
             raise ValueError("Compressor has been flushed")
         data = byte_view(data)
+        if self._content_size is not None and self._seen + data.nbytes > self._content_size:
+            raise ValueError(f"content_size was given as {self._content_size} but more bytes "
+                             "came")  # before anything is written for them
+        self._seen += data.nbytes
         self._buffer += data
         out = [self._start() if self._buffer else b""]
         size = self.config.block_size
@@ -242,7 +247,7 @@ def header_for(config, sha256: str, file_name: str, env: dict, content_size=None
     version = container.header.version_for(config, version)
     lean = version >= container.header.LEAN
     if lean and content_size == 0:
-        return container.header.empty_header()
+        return container.header.empty_header(version)
     unnamed = named_by_sha256(sha256) is not None if lean else file_name == DEFAULT_FILE
     return container.Header(
         config, bytes.fromhex(sha256), "" if unnamed else file_name,

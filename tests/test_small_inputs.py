@@ -72,6 +72,7 @@ def _reheader(body: bytes) -> bytes:
     (bytes([16, 0]), "do not fill"),  # a byte beyond the fields
     (bytes([4]) + bytes(8) + b"\x00" + b"\x01\x7e\x00\x00", "unknown CPU feature"),
     (bytes([0]) + bytes(8) + b"\xff\xff\x03", "field mask"),
+    (bytes([4 | 32]) + bytes(8) + b"\x00", "environment twice"),
 ])
 def test_a_damaged_lean_header_is_refused(body, message):
     with pytest.raises(nc.CorruptError, match=message):
@@ -90,3 +91,14 @@ def test_older_versions_are_written_on_request(english):
                        (6, "no neural cache")):
         with pytest.raises(ValueError, match=why):
             nc.NacrithCompressor(format_version=wrong)
+
+
+def test_more_input_than_the_content_size_given_is_refused_before_it_is_written():
+    c = nc.NacrithCompressor(content_size=0)
+    with pytest.raises(ValueError, match="content_size was given as 0"):
+        c.compress(b"abc")
+    c = nc.NacrithCompressor(content_size=4, **SMALL)
+    out = c.compress(b"abcd")
+    with pytest.raises(ValueError, match="more bytes"):
+        c.compress(b"e")
+    assert nc.decompress(out + c.flush()) == b"abcd"

@@ -172,9 +172,9 @@ def pack_header(h: Header) -> bytes:
     return MAGIC + head + struct.pack("<I", zlib.crc32(head))
 
 
-def empty_header() -> Header:
-    """The header of a stream that holds no data (version 8): no model or parameter."""
-    return Header(CodecConfig(), b"", "", {}, 0, VERSION)
+def empty_header(version: int = VERSION) -> Header:
+    """The header of a stream that holds no data (version 8 on): no model or parameter."""
+    return Header(CodecConfig(), b"", "", {}, 0, version)
 
 
 def _pack_full(h: Header) -> bytearray:
@@ -299,6 +299,8 @@ def _parse_compact(r: FieldReader, version: int) -> tuple:
     flags, fields = r.take(1)[0], FIELDS[version]
     if flags & ~_FLAGS[version]:
         raise FormatError(f"unsupported header flags {flags:#x}; upgrade nacrith-codec")
+    if flags & _FLAG_ENV and flags & _FLAG_ENV_JSON:
+        raise CorruptError("corrupt stream: the header holds its environment twice")
     if flags & _FLAG_EMPTY:
         if flags != _FLAG_EMPTY:
             raise CorruptError(f"corrupt stream: an empty stream's header has flags {flags:#x}")
