@@ -21,7 +21,7 @@ VARIANTS = {
     "no-match": dict(match_min=0, skip_ppm=0),
     "no-bias": dict(bias_rate_ppm=0),
     "fixed-mixer": dict(mixer_rate_ppm=0),
-    "no-cache": dict(cache_size=0),  # format version 6
+    "no-cache": dict(cache_size=0),  # the predictions of format version 6
     "small-cache": dict(cache_size=64, cache_theta=20),  # a ring that wraps
     "no-skip": dict(skip_ppm=0),
     "float64": dict(skip_ppm=SKIP_PPM, float_bits=64),  # the arithmetic of format version 3
