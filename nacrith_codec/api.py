@@ -155,7 +155,8 @@ class NacrithCompressor(_Coding):
             self._model_path, threads=threads, progress=progress, workers=workers,
             n_gpu_layers=n_gpu_layers, device=device, memlimit=0)) if verify else None)
         self._content_size = content_size
-        self._version = container.header.version_for(self.config, format_version)
+        #: the format version this compressor writes (``format_version``, else the newest)
+        self.format_version = container.header.version_for(self.config, format_version)
         self._buffer = bytearray()
         self._seen = 0  # input bytes taken
         self._lengths = collections.deque()  # raw length of each block in flight
@@ -170,7 +171,7 @@ class NacrithCompressor(_Coding):
         header = header_for(self.config, fingerprint(self._model_path),
                             os.path.basename(self._model_path),
                             environment(self._gpu) if self.config.engine == "llama.cpp" else {},
-                            self._content_size, self._version)
+                            self._content_size, self.format_version)
         if header.model_sha256:  # an empty stream needs no model
             self._start_runner(self.config)
         self._writer = container.StreamWriter(header)
@@ -212,7 +213,7 @@ class NacrithCompressor(_Coding):
             raise ValueError("Repeated call to flush()")
         self._flushed = True
         if self._writer is None and not self._buffer and self._content_size is None \
-                and self._version >= container.header.LEAN:
+                and self.format_version >= container.header.LEAN:
             self._content_size = 0  # nothing came: the empty stream
         out = [self._start()]
         try:

@@ -18,7 +18,8 @@ py7zr has no codec registry; two tables decide what it can write and read:
 entry with properties, without editing py7zr.  It is idempotent and runs on
 ``import nacrith_codec.plugins.sevenzip``.
 
-The 7z coder properties hold one byte, the nacrith format version; everything
+The 7z coder properties hold one byte, the stream's format version (the filter's
+``format_version``, else the newest, so a release that reads it opens the archive); everything
 else the decoder needs (model fingerprint, parameters, checksums) is in the
 stream itself.  Options in the filter dict reach the compressor: ``model``,
 ``threads`` and any ``CodecConfig`` field (``streams``, ``window``, ...).
@@ -43,6 +44,8 @@ class SevenZipCompressor:
     def __init__(self, filter_spec: dict | None = None):
         options = {k: v for k, v in (filter_spec or {}).items() if k != "id"}
         self._compressor = NacrithCompressor(**options)
+        #: the 7z coder properties: the format version of the stream written
+        self.properties = bytes([self._compressor.format_version])
 
     def compress(self, data) -> bytes:
         return self._compressor.compress(data)
@@ -117,9 +120,10 @@ def register():
     def set_alternate_compressors_coders(self, alt_filter, password=None):
         if alt_filter["id"] != FILTER_NACRITH:
             return original(self, alt_filter, password)
-        self.chain.append(SevenZipCompressor(alt_filter))
+        compressor = SevenZipCompressor(alt_filter)
+        self.chain.append(compressor)
         self._unpacksizes.append(0)
-        self.coders.insert(0, {"method": METHOD_ID, "properties": PROPERTIES,
+        self.coders.insert(0, {"method": METHOD_ID, "properties": compressor.properties,
                                "numinstreams": 1, "numoutstreams": 1})
 
     c.SevenZipCompressor._set_alternate_compressors_coders = set_alternate_compressors_coders

@@ -131,6 +131,19 @@ def test_coder_properties_name_the_format_version():
         SevenZipDecompressor(b"\x09")
 
 
+def test_an_archive_for_an_older_release_names_its_version(tmp_path, english):
+    import io
+    archive = io.BytesIO()
+    spec = {"id": FILTER_NACRITH, "format_version": 7, **SMALL}
+    with py7zr.SevenZipFile(archive, "w", filters=[spec]) as z:
+        z.writestr(english[:90], "a.txt")
+    archive.seek(0)
+    with py7zr.SevenZipFile(archive) as z:
+        assert z.header.main_streams.unpackinfo.folders[0].coders[0]["properties"] == b"\x07"
+        z.extractall(tmp_path)
+    assert (tmp_path / "a.txt").read_bytes() == english[:90]
+
+
 def test_wrong_password_says_so(tmp_path, tree):
     from py7zr import FILTER_CRYPTO_AES256_SHA256
     import nacrith_codec as nc
