@@ -170,8 +170,7 @@ class NacrithCompressor(_Coding):
             return b""
         header = header_for(self.config, fingerprint(self._model_path),
                             os.path.basename(self._model_path),
-                            environment(self._gpu) if self.config.engine == "llama.cpp" else {},
-                            self._content_size, self.format_version)
+                            environment(self._gpu), self._content_size, self.format_version)
         if header.model_sha256:  # an empty stream needs no model
             self._start_runner(self.config)
         self._writer = container.StreamWriter(header)

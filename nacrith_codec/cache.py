@@ -43,6 +43,7 @@ class Entry:
     what: str
     used: bool  # read by this release (False: left by an earlier one)
     model_sha256: str = ""  # the model file an exact engine's folder was made from (a prefix)
+    ours: bool = True  # made by nacrith (False: something else put there, never removed)
 
 
 def size_of(path: pathlib.Path) -> int:
@@ -73,7 +74,8 @@ def entries() -> list[Entry]:
     known = {e.path for e in found} | {base / "exact", base / "models"}
     for path in sorted(base.glob("*")) if base.is_dir() else []:
         if path not in known:
-            found.append(Entry(path, size_of(path), "not made by nacrith: left as it is", True))
+            found.append(Entry(path, size_of(path), "not made by nacrith: left as it is", True,
+                               ours=False))
     return sorted(found, key=lambda e: -e.size)
 
 
@@ -92,8 +94,7 @@ def remove(which: list[Entry]) -> int:
 def removable(old_only: bool = False) -> list[Entry]:
     """What ``nacrith cache --clear`` (every entry of nacrith's own) or ``--prune`` (those
     of earlier releases) deletes."""
-    return [e for e in entries() if not e.what.startswith("not made by nacrith")
-            and not (old_only and e.used)]
+    return [e for e in entries() if e.ours and not (old_only and e.used)]
 
 
 def mb(size: int) -> str:

@@ -497,31 +497,38 @@ def _streams_of(path: str) -> tuple[list, int]:
     return streams_info(data), len(data)
 
 
+def _described(paths, failed: list):
+    """(path, its streams as ``nacrith info`` tells them, its size) of each of ``paths``
+    that reads as streams; each that does not is reported and added to ``failed``."""
+    for path in paths:
+        try:
+            streams, size = _streams_of(path)
+        except (NacrithError, OSError) as exc:
+            complain("nacrith", path, exc)
+            failed.append(path)
+            continue
+        yield path, streams, size
+
+
 def _main_list(files) -> int:
     """``-l``: one line per file in xz -l's columns, and the totals of several."""
     print(f"{'streams':>7} {'blocks':>6} {'compressed':>12} {'uncompressed':>12} {'ratio':>6}  "
           f"{'engine':9} filename")
-    status, rows = 0, []
+    failed, rows = [], []
 
     def line(streams, blocks, packed, size, engine, name):
         ratio = f"{packed / size:6.3f}" if size else f"{'-':>6}"
         print(f"{streams:7d} {blocks:6d} {packed:12,d} {size:12,d} {ratio}  {engine:9} "
               f"{printable(name)}")
 
-    for path in files or ["-"]:
-        try:
-            streams, packed = _streams_of(path)
-        except (NacrithError, OSError) as exc:
-            complain("nacrith", path, exc)
-            status = 1
-            continue
+    for path, streams, packed in _described(files or ["-"], failed):
         row = (len(streams), sum(s["blocks"] for s in streams), packed,
                sum(s["original_size"] for s in streams))
         rows.append(row)
         line(*row, ",".join(sorted({s["engine"] for s in streams})), path)
     if len(rows) > 1:
         line(*(sum(column) for column in zip(*rows)), "", f"{len(rows)} files")
-    return status
+    return 1 if failed else 0
 
 
 def _main_cache(argv) -> int:
@@ -569,14 +576,8 @@ def _main_info(argv) -> int:
     p.add_argument("files", nargs="+", metavar="FILE.nc", help="'-': standard input")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     args = p.parse_args(argv)
-    status = 0
-    for path in args.files:
-        try:
-            streams, _ = _streams_of(path)
-        except (NacrithError, OSError) as exc:
-            complain("nacrith", path, exc)
-            status = 1
-            continue
+    failed = []
+    for path, streams, _ in _described(args.files, failed):
         if args.json:
             print(json.dumps({"file": path, "streams": streams}))
             continue
@@ -585,7 +586,7 @@ def _main_info(argv) -> int:
             if len(streams) > 1:
                 print(f"  stream {n} at offset {info['offset']}:")
             _print_stream(info, "    " if len(streams) > 1 else "  ")
-    return status
+    return 1 if failed else 0
 
 
 def _print_stream(info: dict, indent: str):
