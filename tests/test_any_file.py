@@ -187,3 +187,44 @@ def test_a_zstd_frame_asking_for_a_huge_window_is_refused():
     frame = c.compress(b"x" * 1000) + c.flush()  # declares a 1 GiB window
     with pytest.raises(nc.CorruptError, match="too much memory"):
         classical.decompress(classical.ZSTD, frame, 1000)
+
+
+# -- when the encoder gives up on the model ------------------------------------
+
+def _checks(rates, step=100):
+    """(bytes coded, bits spent) every ``step`` bytes, coded at ``rates`` bits per byte
+    one after the other."""
+    done, bits, out = 0, 0.0, []
+    for rate in rates:
+        done, bits = done + step, bits + rate * step
+        out.append((done, bits))
+    return out
+
+
+def test_a_model_that_starts_cold_and_then_wins_is_kept():
+    # 3.0 bits/byte for the first 15% (no context, nothing learned), then 1.8: 1.98
+    # over the block, where the classical coding needs 2.4; its average at a quarter is
+    # 2.52, which the rule of earlier releases extrapolated and gave up on
+    from nacrith_codec.pipeline.block import hopeless
+    rates = [3.0] * 15 + [1.8] * 85
+    checks = _checks(rates)
+    budget = 2.4 * 100 * len(rates)
+    assert not any(hopeless(checks[:i + 1], 100 * len(rates), budget)
+                   for i in range(len(checks)))
+    assert checks[-1][1] < budget
+
+
+def test_a_model_that_stays_worse_is_given_up_early():
+    from nacrith_codec.pipeline.block import hopeless
+    rates = [3.0] * 30 + [2.6] * 70  # never under the classical 2.4
+    checks = _checks(rates)
+    total, budget = 100 * len(rates), 2.4 * 100 * len(rates)
+    first = next(i for i in range(len(checks)) if hopeless(checks[:i + 1], total, budget))
+    assert first < 40  # given up well before the budget is spent
+    assert not any(hopeless(checks[:i + 1], total, budget) for i in range(first))
+    assert not hopeless(checks[:10], total, budget)  # too early to judge: under a quarter
+
+
+def test_a_spent_budget_gives_up_at_once():
+    from nacrith_codec.pipeline.block import hopeless
+    assert hopeless([(10, 500.0)], 1000, 400.0)

@@ -166,10 +166,11 @@ class BlockCoder:
         budget = 8 * (to_beat - min(sizes))
         grid = schedule.to_grid(symbols, counts)
         coder = SymbolEncoder(self.tokenizer.n_vocab)
+        checks: list[tuple[int, float]] = []
 
-        def give_up(done):  # spent, or on course to spend, more than the budget
-            bits = coder.bits()
-            return bits >= budget or (4 * done >= len(text) and bits * len(text) >= budget * done)
+        def give_up(done):
+            checks.append((done, coder.bits()))
+            return hopeless(checks, len(text), budget)
         if budget <= 0 or not self._run(counts, grid, coder, give_up, known=True):
             return None
         payload = coder.finish()
@@ -216,6 +217,23 @@ class BlockCoder:
         if int(self._piece_len[symbols].sum()) != size:  # before joining: bounded memory
             raise CorruptError("corrupt stream: a block decoded to the wrong length")
         return self.tokenizer.detokenize(symbols)
+
+
+def hopeless(checks, total: int, budget: float) -> bool:
+    """Whether the model cannot beat ``budget`` bits on ``total`` bytes, judged from
+    ``checks``, the (bytes coded, bits spent) of the encoder's checks so far: it has
+    spent the budget, or, with at least a quarter coded, would spend it if the rest
+    cost what the latest half of its bytes did.  A model starts cold on unusual text
+    (its first steps have no context, the ensemble has learned nothing) and gets
+    cheaper as it goes: only the rate it has reached counts, not its average."""
+    done, bits = checks[-1]
+    if bits >= budget:
+        return True
+    if 4 * done < total:
+        return False
+    since, spent = next((d, b) for d, b in checks if 2 * d >= done)
+    rate = (bits - spent) / (done - since) if done > since else bits / max(done, 1)
+    return bits + rate * (total - done) >= budget
 
 
 def _size(candidate) -> int:
