@@ -39,6 +39,7 @@ def test_bench_ablation_prints_every_row(tmp_path, english):
                         str(path)], capture_output=True, timeout=600, env=dict(os.environ))
     assert r.returncode == 0, r.stderr
     lines = r.stdout.decode().splitlines()
-    assert len(lines) == 2 + len(ablation.ROWS)
-    for line, name in zip(lines[2:], ablation.ROWS):
+    rows = list(ablation.ROWS) + list(ablation.SCHEDULES)
+    assert len(lines) == 2 + len(rows)
+    for line, name in zip(lines[2:], rows):
         assert line.startswith(name) and 0 < float(line[len(name):].split()[0]) < 8

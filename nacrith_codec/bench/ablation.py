@@ -10,6 +10,10 @@ probabilities (the range coder adds about 0.1%).  A skipping configuration is
 replayed over logits recorded without skipping: in a real run the model sees
 skipped tokens in a batch with the next one, whose logits differ slightly.
 The whole file is one block: meant for text files up to 16 MiB.
+
+The levers that change the schedule itself (``SCHEDULES``: fewer, longer streams, a
+longer window) change the model's logits, so each is recorded again and replayed
+with the defaults: those rows cost one model pass over the file each.
 """
 
 from __future__ import annotations
@@ -40,6 +44,11 @@ ROWS = {
     "all (defaults)": {},
     "all and the skip": {"skip_ppm": SKIP_PPM},
     "all in float64 (version 3)": {"float_bits": 64},
+}
+#: Rows whose schedule differs from the defaults': recorded again, replayed with all on.
+SCHEDULES = {
+    "all, 4 streams": {"streams": 4},
+    "all, window 2,048": {"window": 2048},
 }
 
 
@@ -113,8 +122,17 @@ def run(paths, engine, threads=None, out=print):
             out(f"{os.path.basename(path)}: {len(data)} bytes, {tokens} tokens, model "
                 f"{tokens / seconds:.1f} tokens/s ({len(counts)} streams, window {base.window})")
             out(f"{'configuration':28} {'bpb':>7} {'passes/token':>13} {'predictors ms/step':>19}")
-            for name, changes in ROWS.items():
-                r = replay(recorded, grid, counts, base.replace(**changes), engine.tokenizer)
+
+            def row(name, recorded, grid, counts, config):
+                r = replay(recorded, grid, counts, config, engine.tokenizer)
                 out(f"{name:28} {r['bits'] / len(data):7.4f} {r['passes']:13.3f} "
                     f"{r['ms_per_step']:19.1f}", flush=True)
+            for name, changes in ROWS.items():
+                row(name, recorded, grid, counts, base.replace(**changes))
             del recorded
+        for name, changes in SCHEDULES.items():
+            config = base.replace(**changes)
+            with tempfile.TemporaryDirectory(prefix="nacrith-ablation-") as folder:
+                recorded, grid, counts, _ = record(engine, data, config, folder, threads)
+                row(name, recorded, grid, counts, config)
+                del recorded
