@@ -173,3 +173,34 @@ def test_without_numba_the_network_computes_with_the_reference(monkeypatch):
     monkeypatch.setitem(sys.modules, "numba", None)  # import numba: ImportError
     net = network.Network(arrays, meta)
     assert net.products == "float32" and net.ops.products == "float32"
+
+
+@pytest.mark.parametrize("case", ["random", "saturated"])
+def test_attention_over_long_spans_gives_the_reference_bits(case):
+    """Spans past the mixture's int32 runs (256 slots): random caches, and the largest sums
+    the cache allows (every value 127, every weight 65,535: all scores equal)."""
+    from nacrith_codec.engines.exact import device as devices
+    from nacrith_codec.engines.exact.reference import Rows, attend
+    rng = np.random.default_rng(1)
+    streams, kv, group, hd, width = 3, 2, 3, 64, 1100
+    shape = dataclasses.replace(weights.SMOLLM2, heads=kv * group, kv_heads=kv)
+    if case == "random":
+        keys = rng.integers(-127, 128, size=(streams, kv, hd, width), dtype=np.int8)
+        values = rng.integers(-127, 128, size=(streams, kv, width, hd), dtype=np.int8)
+        kscale, vscale = (rng.uniform(1e-3, 2e-2, size=(streams, kv, width)) for _ in "kv")
+        q = rng.normal(size=(streams, kv * group, hd))
+    else:
+        keys = np.full((streams, kv, hd, width), 127, dtype=np.int8)
+        values = np.full((streams, kv, width, hd), 127, dtype=np.int8)
+        values[1] = -127
+        kscale = vscale = np.full((streams, kv, width), 0.01)
+        q = np.ones((streams, kv * group, hd))
+    seq, slot = np.arange(streams), np.array([1099, 600, 257])
+    pos = slot + 5
+    at = Rows(seq, slot, pos, devices.CPU)
+    cache = (keys, kscale, values, vscale)
+    for window in (0, 300):
+        want = attend(cache, q, at, shape, window, 0, True)
+        got = kernels.attend(q, keys, kscale, values, vscale, seq, slot, pos, group,
+                             1.0 / np.sqrt(hd), window, 0)
+        assert got.tobytes() == want.tobytes()

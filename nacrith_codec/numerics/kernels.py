@@ -18,7 +18,8 @@ compares them bit for bit, also under ``NUMBA_CPU_NAME=generic``) and is what a 
 - ``rope_store``: reference.rope of queries and keys, and the store of the keys and
   values into one layer's 8-bit cache.
 - ``attend``: reference.attend for rows that see their own slots, its sums of integers
-  in int32 and int64 (exact in any order).
+  in int32 and int64 (exact in any order); a group's heads read their shared values
+  once.
 
 The integer grids and constants are numerics/levels.py's and tables.py's, read by numba
 as compile-time constants.
@@ -39,6 +40,8 @@ from .levels import ACT_LEVELS, CACHE_LEVELS, GELU_CUBIC, GELU_SCALE, HALF, NORM
 SPLIT_LIMIT = ACT_LEVELS  # the largest magnitude of a row split into two 7-bit halves
 LOG2E, EXP2_POINTS = tables.LOG2E, 1 << tables.FRACTION_BITS
 ATTENTION_STEP = tables.ATTENTION_STEP
+#: Slots whose value products an int32 holds: 256 * 65,535 * 128 < 2**31.
+MIXTURE_RUN = 256
 
 def _split_into(v, out, low_row, high_row, j):
     """One 14-bit integer ``v`` as its uint8 halves + 64 (False if it is not one)."""
@@ -156,22 +159,35 @@ def _gated_split(gu, ffn, gelu, base, slope, pow2, out, xs, row):
     return ok
 
 
-def _mixture(weight, values, m, acc):
-    """acc = the first m weights times their slots' values (rows of ``values``), exact
-    in int64 (and then in float64: below 2**53)."""
-    for d in range(len(acc)):
-        acc[d] = 0
-    for t in range(m):
-        if weight[t] != 0:
-            w = np.int64(weight[t])
-            for d in range(len(acc)):
-                acc[d] += w * np.int64(values[t, d])
+def _mixture(weight, width, values, m, acc, part):
+    """acc[j] = the first m weights of head j (``weight[j * width:]``) times their
+    slots' values (rows of ``values``), for a group's heads at once (they share the
+    values): exact integer sums, in int32 over runs of MIXTURE_RUN slots (each product
+    at most 65,535 x 128) and int64 across runs."""
+    group, hd = acc.shape
+    for j in range(group):
+        for d in range(hd):
+            acc[j, d] = 0
+    for lo in range(0, m, MIXTURE_RUN):
+        for j in range(group):
+            for d in range(hd):
+                part[j, d] = 0
+        for t in range(lo, min(lo + MIXTURE_RUN, m)):
+            row = values[t]
+            for j in range(group):
+                w = weight[j * width + t]
+                if w != 0:
+                    for d in range(hd):
+                        part[j, d] += w * np.int32(row[d])
+        for j in range(group):
+            for d in range(hd):
+                acc[j, d] += part[j, d]
 
 
 def _attend(q, keys, kscale, values, vscale, seq, slot, pos, group, q_mul, window, sink,
-            table, out, qq, qs, raw, seen, score, weight, acc):
+            table, out, qq, qs, raw, seen, score, ratio, weight, totals, acc, part):
     n, heads, hd = q.shape
-    span_max = len(table) - 1
+    span_max, width = len(table) - 1, len(score)
     for r in range(n):
         s, c, p = seq[r], slot[r], pos[r]
         m = c + 1  # the slots up to the row's own; with a local window, those of its last
@@ -197,8 +213,9 @@ def _attend(q, keys, kscale, values, vscale, seq, slot, pos, group, q_mul, windo
                     qd, row = qq[j, d], raw[j]
                     for t in range(m):
                         row[t] += qd * np.int32(key[t])
+            for t in range(m):  # the heads of a group share their values' scales
+                ratio[t] = vscale[s, g, t] / vtop
             for j in range(group):
-                h = g * group + j
                 best = -np.inf
                 for t in range(m):
                     score[t] = raw[j, t] * (qs[j] * kscale[s, g, t])
@@ -209,10 +226,13 @@ def _attend(q, keys, kscale, values, vscale, seq, slot, pos, group, q_mul, windo
                     e = table[int(min(np.rint((score[t] - best) * -ATTENTION_STEP), span_max))]
                     e = e if seen[t] else 0.0
                     total += e
-                    weight[t] = np.int32(np.rint(e * (vscale[s, g, t] / vtop)))  # <= 65535
-                _mixture(weight, values[s, g], m, acc)
+                    weight[j * width + t] = np.int32(np.rint(e * ratio[t]))  # <= 65535
+                totals[j] = total
+            _mixture(weight, width, values[s, g], m, acc, part)
+            for j in range(group):
+                h = g * group + j
                 for d in range(hd):
-                    out[r, h, d] = (np.float64(acc[d]) * vtop) / total
+                    out[r, h, d] = (np.float64(acc[j, d]) * vtop) / totals[j]
 
 
 def _rope_store(q, k, v, c, sn, neox, keys, kscale, values, vscale, seq, slot, rotated):
@@ -320,7 +340,9 @@ def attend(q, keys, key_scale, values, value_scale, seq, slot, pos, group: int,
                           tables.attention_table(), out, np.empty((group, hd), np.int32),
                           np.empty(group),
                           np.empty((group, width), np.int32), np.empty(width, np.bool_),
-                          np.empty(width), np.empty(width, np.int32), np.empty(hd, np.int64))
+                          np.empty(width), np.empty(width), np.empty(group * width, np.int32),
+                          np.empty(group), np.empty((group, hd), np.int64),
+                          np.empty((group, hd), np.int32))
     return out
 
 
