@@ -134,7 +134,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="skip nacrith's decompression (halves the time; rows are not verified)")
     p.add_argument("--only-classical", action="store_true", help="leave nacrith out")
     p.add_argument("--ablation", action="store_true",
-                   help="bpb of each online predictor alone and of all, on recorded logits")
+                   help="bpb of each online predictor alone and of all, on recorded logits, "
+                        "and of the schedule's levers (4 streams, window 2,048)")
     p.add_argument("--raw", action="store_true",
                    help="llama.cpp's own rate over the codec's schedule beside the codec's, "
                         "with the skip on and off")
