@@ -181,6 +181,35 @@ def test_a_killed_cli_run_leaves_no_output(alice, tmp_path, signum, status):
         assert not _leftovers(tmp_path)
 
 
+#: Ctrl-C while llama.cpp loads the model: the main thread's only Python code then runs in
+#: llama.cpp's log callback, where a KeyboardInterrupt used to be printed by ctypes and dropped.
+INTERRUPTED_LOAD = """
+import os, signal, sys, threading, time
+from nacrith_codec.engines import llamacpp
+from nacrith_codec.engines.model_file import resolve_model_path
+path = str(resolve_model_path(None))
+llamacpp._llama()
+loads = 0
+def interrupt():
+    time.sleep(float(sys.argv[1]))
+    os.kill(os.getpid(), signal.SIGINT)
+threading.Thread(target=interrupt).start()
+try:
+    while True:  # load after load, so the signal lands within one
+        llamacpp.Model(path)
+        loads += 1
+except KeyboardInterrupt:
+    print("interrupted after", loads, "loads")
+"""
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.3])
+def test_ctrl_c_while_the_model_loads_interrupts_it(delay):
+    r = subprocess.run([sys.executable, "-c", INTERRUPTED_LOAD, str(delay)],
+                       capture_output=True, timeout=120)
+    assert b"interrupted after" in r.stdout, r.stderr[-2000:]
+
+
 def test_verify_passes_a_good_stream(english, tmp_path):
     assert nc.decompress(nc.compress(english[:200], verify=True, **SMALL)) == english[:200]
     src = tmp_path / "a.txt"

@@ -10,8 +10,10 @@ how tokens are batched, so the schedule is part of the format.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import signal
 import threading
 import weakref
 
@@ -27,6 +29,33 @@ _initialized = False
 @ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
 def _quiet_log(level, text, user_data):  # llama.cpp logs every tensor it loads
     pass
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """SIGINT's and SIGTERM's Python handlers held back while llama.cpp loads, then run.
+
+    While it loads a model or makes a context, llama.cpp calls ``_quiet_log`` for every
+    line it logs, and those calls are the only Python code the main thread runs: a
+    handler that raises (KeyboardInterrupt, the CLI's SIGTERM) raises inside the
+    callback, where ctypes prints the exception and drops it, and the run goes on as if
+    Ctrl-C had never been pressed.  Only the main thread runs handlers, and only it can
+    change them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held, previous = [], {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        if callable(handler):
+            previous[sig] = signal.signal(sig, lambda signum, frame: held.append((signum, frame)))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum, frame in held[:1]:
+            previous[signum](signum, frame)
 
 
 #: How many times llama.cpp's OpenMP threads check a barrier before they sleep on it
@@ -60,7 +89,8 @@ def _llama():
     with _init_lock:
         if not _initialized:
             llama_cpp.llama_log_set(_quiet_log, None)
-            llama_cpp.llama_backend_init()
+            with _signals_held():
+                llama_cpp.llama_backend_init()
             _initialized = True
     return llama_cpp
 
@@ -134,7 +164,8 @@ class Model:
         params.n_gpu_layers = n_gpu_layers
         params.vocab_only = vocab_only  # the tokenizer alone: no weights loaded
         self.path = str(path)
-        self.ptr = L.llama_model_load_from_file(self.path.encode(), params)
+        with _signals_held():
+            self.ptr = L.llama_model_load_from_file(self.path.encode(), params)
         if not self.ptr:
             raise ModelNotFoundError(f"llama.cpp could not load the model file {self.path}")
         weakref.finalize(self, L.llama_model_free, self.ptr)
@@ -213,7 +244,8 @@ class Context(StreamTokens):
         # llama.cpp's default is 4 threads whatever the machine: on 2 cores that is 17%
         # slower than 2 (8 streams, measured), so the default is one thread per core.
         params.n_threads = params.n_threads_batch = check_threads(threads) or cores()
-        self.ptr = L.llama_init_from_model(model.ptr, params)
+        with _signals_held():
+            self.ptr = L.llama_init_from_model(model.ptr, params)
         if not self.ptr:
             need = streams * window * model.kv_bytes_per_token
             raise MemoryLimitError(f"llama.cpp could not create a context for {streams} x "
