@@ -165,8 +165,10 @@ def test_bench_raw_sets_the_codec_beside_llama_cpp_alone(text_file):
     for row in rows:
         raw, compress, decompress = float(row[3]), float(row[4]), float(row[6])
         assert raw > 0 and compress > 0 and decompress > 0
-        # the share is computed before the rates are rounded for printing: within a point
-        assert abs(float(row[5].rstrip("%")) - 100 * compress / raw) <= 1
+        # the share is computed before the rates are rounded for printing (to 0.1 token/s,
+        # the share to 1%): within what that rounding allows
+        slack = 0.5 + 100 * (0.05 / raw + 0.05 * compress / raw ** 2)
+        assert abs(float(row[5].rstrip("%")) - 100 * compress / raw) <= slack
         shares = [float(x.rstrip("%")) for x in row[10:] if x != "/"]
         assert len(shares) == 4 and 95 <= sum(shares) <= 105  # model, predictors, coder, rest
 
