@@ -11,6 +11,7 @@ reads every 8-bit weight once per step, whatever the number of streams)."""
 
 import importlib.util
 import pathlib
+import signal
 
 import pytest
 
@@ -145,3 +146,10 @@ def write_tiny_gguf(path, seed: int = 0):
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+def default_sigint():
+    """A child's SIGINT as a terminal's (Python then raises KeyboardInterrupt): a shell
+    without job control starts background commands with SIGINT ignored, and a child
+    inherits that, so a test run launched in the background would see no interrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

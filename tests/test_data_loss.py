@@ -25,7 +25,7 @@ import nacrith_codec as nc
 from nacrith_codec import cli
 from nacrith_codec.output import NAME_MAX, Output, temporary_name
 from nacrith_codec.plugins.sevenzip import FILTER_NACRITH
-from conftest import SMALL, stream_parts
+from conftest import SMALL, default_sigint, stream_parts
 
 SMALL_ARGS = ["--streams", "2", "--window", "48", "--slide", "16"]
 NACRITH = [sys.executable, "-m", "nacrith_codec.cli"]
@@ -137,7 +137,7 @@ def _members(archive, folder) -> dict:
 def _interrupt(args, cwd, sig):
     """Run ``nacrith 7z a ...``, and send ``sig`` once it has been coding a few seconds."""
     p = subprocess.Popen(NACRITH + ["7z", "a", "-q"] + args + SMALL_ARGS, cwd=cwd,
-                         stderr=subprocess.PIPE)
+                         stderr=subprocess.PIPE, preexec_fn=default_sigint)
     start = time.monotonic()
     while not _leftovers(cwd) and time.monotonic() - start < 60:
         time.sleep(0.05)

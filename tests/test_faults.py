@@ -16,7 +16,7 @@ import pytest
 import nacrith_codec as nc
 from nacrith_codec import cli
 from nacrith_codec.bits import range_coder as coder
-from conftest import SMALL
+from conftest import SMALL, default_sigint
 
 SMALL_ARGS = ["--streams", "2", "--window", "48", "--slide", "16", "--engine", "llama.cpp"]
 
@@ -167,7 +167,7 @@ def test_a_killed_cli_run_leaves_no_output(alice, tmp_path, signum, status):
     src = tmp_path / "book.txt"
     src.write_bytes(alice[:30000])
     proc = subprocess.Popen([sys.executable, "-m", "nacrith_codec.cli", str(src), "-q",
-                             *SMALL_ARGS], stderr=subprocess.PIPE)
+                             *SMALL_ARGS], stderr=subprocess.PIPE, preexec_fn=default_sigint)
     deadline = time.monotonic() + 300
     while not _leftovers(tmp_path):  # the temporary output exists: coding has begun
         assert proc.poll() is None, proc.stderr.read()
@@ -206,7 +206,7 @@ except KeyboardInterrupt:
 @pytest.mark.parametrize("delay", [0.05, 0.3])
 def test_ctrl_c_while_the_model_loads_interrupts_it(delay):
     r = subprocess.run([sys.executable, "-c", INTERRUPTED_LOAD, str(delay)],
-                       capture_output=True, timeout=120)
+                       capture_output=True, timeout=120, preexec_fn=default_sigint)
     assert b"interrupted after" in r.stdout, r.stderr[-2000:]
 
 
