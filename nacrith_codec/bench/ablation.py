@@ -116,23 +116,21 @@ def run(paths, engine, threads=None, out=print):
         with open(path, "rb") as f:
             data = f.read()
         base = CodecConfig(block_size=min(max(len(data), 1), MAX_BLOCK_SIZE))
-        with tempfile.TemporaryDirectory(prefix="nacrith-ablation-") as folder:
-            recorded, grid, counts, seconds = record(engine, data, base, folder, threads)
-            tokens = int(sum(counts))
-            out(f"{os.path.basename(path)}: {len(data)} bytes, {tokens} tokens, model "
-                f"{tokens / seconds:.1f} tokens/s ({len(counts)} streams, window {base.window})")
-            out(f"{'configuration':28} {'bpb':>7} {'passes/token':>13} {'predictors ms/step':>19}")
-
-            def row(name, recorded, grid, counts, config):
-                r = replay(recorded, grid, counts, config, engine.tokenizer)
-                out(f"{name:28} {r['bits'] / len(data):7.4f} {r['passes']:13.3f} "
-                    f"{r['ms_per_step']:19.1f}", flush=True)
-            for name, changes in ROWS.items():
-                row(name, recorded, grid, counts, base.replace(**changes))
-            del recorded
-        for name, changes in SCHEDULES.items():
-            config = base.replace(**changes)
+        # one recording for the predictors' rows, then one per schedule, replayed with all on
+        recordings = [(base, ROWS)] + [(base.replace(**changes), {name: {}})
+                                       for name, changes in SCHEDULES.items()]
+        for config, rows in recordings:
             with tempfile.TemporaryDirectory(prefix="nacrith-ablation-") as folder:
-                recorded, grid, counts, _ = record(engine, data, config, folder, threads)
-                row(name, recorded, grid, counts, config)
+                recorded, grid, counts, seconds = record(engine, data, config, folder, threads)
+                if config is base:
+                    tokens = int(sum(counts))
+                    out(f"{os.path.basename(path)}: {len(data)} bytes, {tokens} tokens, model "
+                        f"{tokens / seconds:.1f} tokens/s ({len(counts)} streams, window "
+                        f"{base.window})")
+                    out(f"{'configuration':28} {'bpb':>7} {'passes/token':>13} "
+                        f"{'predictors ms/step':>19}")
+                for name, changes in rows.items():
+                    r = replay(recorded, grid, counts, config.replace(**changes), engine.tokenizer)
+                    out(f"{name:28} {r['bits'] / len(data):7.4f} {r['passes']:13.3f} "
+                        f"{r['ms_per_step']:19.1f}", flush=True)
                 del recorded
