@@ -21,13 +21,17 @@ __all__ = ["Index", "RandomAccessReader", "decode_block", "original_size", "read
            "verify_block"]
 
 
-def decode_block(header: bytes, record: bytes, raw_len: int, number: int, **options) -> bytes:
+def decode_block(header: bytes, record: bytes, raw_len: int, number: int,
+                 offset: int | None = None, **options) -> bytes:
     """Block ``number`` of a stream (counted in that stream), decoded from the stream's
     header bytes and the block's record, with every check of the sequential path;
-    ``raw_len`` is its length in the END record's index.  ``options`` as for
+    ``raw_len`` is its length in the END record's index, ``offset`` where the record lies
+    in its file (what an error names, as the sequential path's do).  ``options`` as for
     NacrithDecompressor."""
     decoder = NacrithDecompressor(**options)
     decoder._first = number  # the record's CRC covers its number (format version 5)
+    if offset is not None:  # the header read first moves the offset on by its length
+        decoder._offset = offset - len(header)
     data = decoder.decompress(header + record)
     if len(data) != raw_len:
         raise CorruptError(f"corrupt stream: block {number} does not match the index")
@@ -80,8 +84,7 @@ class RandomAccessReader(io.RawIOBase):
             self._fp.seek(index.offsets[i])
             record = self._fp.read(index.ends[i] - index.offsets[i])
             data = decode_block(index.header(i), record, index.raw[i + 1] - index.raw[i],
-                                index.number(i),
-                                **self._options)
+                                index.number(i), index.offsets[i], **self._options)
             self._check(i, data)
             self._cached = (i, data)
         return self._cached[1]

@@ -57,3 +57,19 @@ def test_concatenated_streams_are_indexed_and_padded_files_read_sequentially(mul
     assert random_access.read_index(io.BytesIO(padded)) is None
     with pytest.raises(nc.FormatError, match="trailing data after the end of stream 2"):
         nc.open(io.BytesIO(padded)).read()
+
+
+def test_a_damaged_block_read_alone_names_its_offset_in_the_file(multi):
+    data, packed = multi
+    index = random_access.read_index(io.BytesIO(packed))
+    at = index.offsets[2]
+    damaged = bytearray(packed)
+    damaged[(at + index.ends[2]) // 2] ^= 0x10
+    with pytest.raises(nc.CorruptError) as whole:
+        nc.decompress(bytes(damaged))
+    with nc.open(io.BytesIO(bytes(damaged))) as f:
+        f.seek(index.raw[2] + 5)
+        with pytest.raises(nc.CorruptError) as alone:
+            f.read(10)
+    assert f"at offset {at}" in str(whole.value)
+    assert str(alone.value) == str(whole.value)

@@ -130,10 +130,9 @@ def decode_one(settings: Settings, source: Source, header: bytes, raw_len: int, 
     """The original bytes of block ``number`` of a stream, from its record."""
     def work():
         path = model_path(settings, where)
-        return Done(decode_block(header, source.read(), raw_len, number, model=path,
-                                 n_gpu_layers=settings.n_gpu_layers, device=settings.device,
-                                 threads=threads,
-                                 progress=progress))
+        return Done(decode_block(header, source.read(), raw_len, number, source.start,
+                                 model=path, n_gpu_layers=settings.n_gpu_layers,
+                                 device=settings.device, threads=threads, progress=progress))
     return returned(work)
 
 
