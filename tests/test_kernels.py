@@ -46,6 +46,23 @@ def test_kernels_give_the_numpy_operations_bits(seed):
     assert got.view(np.uint64).tolist() == out.view(np.uint64).tolist()
 
 
+def test_gemmas_float64_norm_gives_the_references_bits():
+    """kernels.normed against Reference.normed on rows of every scale, a row of zeros and
+    rows whose integers hit rint's ties, heads as Gemma's (N, heads, head_dim)."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(7, 4, 256)) * 10.0 ** rng.integers(-30, 30, size=(7, 4, 1))
+    x[0, 0] = 0.0
+    x[0, 1, :4] = [1.0, -1.0, 0.5 / 32767, 1.5 / 32767]
+    gain = rng.normal(size=256).astype(np.float32)
+    for eps in (1e-6, 9.999999747378752e-06):
+        want = reference.Reference().normed(x, gain, eps)
+        got = kernels.normed(x[:, :, :], gain, eps)
+        assert got.shape == x.shape and got.tobytes() == want.tobytes()
+        sliced = x[:, 1:3]  # not contiguous, as Gemma's queries are
+        assert kernels.normed(sliced, gain, eps).tobytes() == \
+            reference.Reference().normed(sliced, gain, eps).tobytes()
+
+
 def test_rows_outside_the_bounds_are_refused():
     for bad in (8192, -8192, 0.5, np.nan, np.inf):
         q = np.zeros((2, 4), np.float32)

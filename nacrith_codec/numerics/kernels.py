@@ -13,6 +13,7 @@ compares them bit for bit, also under ``NUMBA_CPU_NAME=generic``) and is what a 
   ``high = rint(q / 128)``; ``norm_split``, ``quantize_split`` and ``gated_split`` make
   those rows from float64 ones (reference.rms_quantized, quantize, activation) in the
   same pass.
+- ``normed``: Gemma's RMSNorm of float64 rows that stay float64 (reference.normed).
 - ``join_scaled``: the 8-bit product of those rows, less its offset, joined and scaled:
   ``((high * 128 + low) * xs[row]) * scale[column]`` in float64.
 - ``rope_store``: reference.rope of queries and keys, and the store of the keys and
@@ -110,6 +111,21 @@ def _norm_split(x, gain, eps, out, xs, row):
         xs[i] = scale * inv
         ok &= good
     return ok
+
+
+def _normed(x, gain, eps, out):
+    m, k = x.shape
+    for i in range(m):
+        top = _top(x[i])
+        mul = NORM_LEVELS / top
+        sums = 0.0  # integers below 2**53: exact in any order
+        for j in range(k):
+            v = np.rint(x[i, j] * mul)
+            sums += v * v
+        unit = top / NORM_LEVELS
+        inv = 1.0 / np.sqrt((sums * (unit * unit)) / k + eps)
+        for j in range(k):
+            out[i, j] = (x[i, j] * inv) * np.float64(gain[j])
 
 
 def _quantize_split(x, out, xs):
@@ -263,8 +279,8 @@ def _rope_store(q, k, v, c, sn, neox, keys, kscale, values, vscale, seq, slot, r
 
 
 _HELPERS = ("_split_into", "_top", "_mixture", "_quantized_split", "_exp2", "_sigmoid")
-_KERNELS = ("_split_rows", "_join_scaled", "_norm_split", "_quantize_split", "_gated_split",
-            "_rope_store", "_attend")
+_KERNELS = ("_split_rows", "_join_scaled", "_norm_split", "_normed", "_quantize_split",
+            "_gated_split", "_rope_store", "_attend")
 
 
 available = jit.available
@@ -307,6 +323,15 @@ def norm_split(x: np.ndarray, gain: np.ndarray, eps: float):
     _checked(_kernels["_norm_split"](np.ascontiguousarray(x, np.float64), gain, float(eps),
                                        out, xs, np.empty(x.shape[1])))
     return out, xs
+
+
+def normed(x: np.ndarray, gain: np.ndarray, eps: float) -> np.ndarray:
+    """reference.Reference.normed: RMSNorm of float64 rows (the last axis of ``x``) as
+    float64, its RMS from integer sums of squares."""
+    rows = np.ascontiguousarray(x.reshape(-1, x.shape[-1]), np.float64)
+    out = np.empty_like(rows)
+    _kernels["_normed"](rows, gain, float(eps), out)
+    return out.reshape(x.shape)
 
 
 def quantize_split(x: np.ndarray):

@@ -54,6 +54,9 @@ class Compiled(Reference):
             return kernels.norm_split(x, gain, eps)
         return rms_quantized(x, gain, eps)  # a LLaMA model's float32 embeddings
 
+    def normed(self, x, gain, eps):
+        return kernels.normed(x, gain, eps)
+
     def quantized(self, x):
         return kernels.quantize_split(x)
 

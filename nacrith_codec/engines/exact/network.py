@@ -17,7 +17,7 @@ import numpy as np
 
 from . import compiled, weights
 from .device import CPU, Device
-from .reference import Reference, inverse_rms
+from .reference import Reference
 
 _MATRICES = ("qkv", "o", "gate_up", "down")
 
@@ -74,6 +74,5 @@ class Network:
         return self.ops.norm(x, gain, self.shape.eps)
 
     def normed(self, x: np.ndarray, gain: np.ndarray) -> np.ndarray:
-        """RMSNorm of float64 rows (the last axis) as float64: Gemma's norms of each head's
-        queries and keys and of each block's outputs."""
-        return (x * inverse_rms(x, self.shape.eps)[..., None]) * gain
+        """RMSNorm of float64 rows (the last axis) as float64 (the arithmetic's ``normed``)."""
+        return self.ops.normed(x, gain, self.shape.eps)

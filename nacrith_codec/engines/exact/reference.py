@@ -234,6 +234,11 @@ class Reference:
     def norm(self, x, gain, eps):
         return rms_quantized(x, gain, eps)
 
+    def normed(self, x, gain, eps):
+        """RMSNorm of float64 rows (the last axis) as float64: Gemma's norms of each head's
+        queries and keys and of each block's outputs."""
+        return (x * inverse_rms(x, eps)[..., None]) * gain
+
     def quantized(self, x):
         return quantize(x)
 
