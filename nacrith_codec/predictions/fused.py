@@ -1,10 +1,15 @@
 """The ensemble's vocabulary-wide work per step in compiled passes (numba, CPU only).
 
-Each function does in one pass over a row what the numpy code it replaces does in
+Each function does in a pass or two over a row what the numpy code it replaces does in
 several operations and temporaries, with the same IEEE-754 operations in the same order,
 so the same bits (numerics/jit.py: fastmath off); that numpy code stays the reference,
 used where numba is missing and by streams of format versions 1-5 (tests/test_fused.py
-compares them bit for bit):
+compares them bit for bit).  The passes take one contiguous row at a time, which lets
+the compiler vectorize their loops (a 2-D view of the predictor's (V + 1)-wide rows is
+not contiguous, and its loops ran element by element: 2 to 3.5 times slower for Gemma's
+262,144 tokens), and sums of integers are taken in int64, whose additions may be
+reordered, rather than in float64, whose additions may not (the same values: every
+partial sum is an integer below 2**53):
 
 - ``softmax``: arith.softmax (the table's terms, their exact integer sum, the scale);
 - ``expectation``: arith.expectation (integer products summed exactly in float64);
@@ -30,6 +35,8 @@ def available() -> bool:
 
 
 def _softmax(z, table, never, scales, terms):
+    """Rows in one loop each (the reference's order): rows whose largest value is not a
+    finite number, which the row-wise passes below leave to it."""
     rows, v = z.shape
     for r in range(rows):
         top = z[r, 0]
@@ -47,84 +54,124 @@ def _softmax(z, table, never, scales, terms):
             z[r, i] = terms[i] * factor  # rounded once into z's precision
 
 
-def _expectation(probs, values, out):
-    rows, v = probs.shape
-    for r in range(rows):
-        acc = 0.0
-        for i in range(v):
-            p = np.rint(np.float64(probs[r, i]) * P_ONE)
-            x = min(max(np.float64(values[r, i]), -VALUE_LIMIT), VALUE_LIMIT)
-            acc += p * np.rint(x * V_ONE)  # integers below 2**52: exact in any order
-        out[r] = acc / (P_ONE * V_ONE)
-
-
-def _mix(z, llm, a, bias, biased):
-    rows, v = llm.shape
-    for r in range(rows):
-        for i in range(v):
-            x = llm[r, i] * a[r]  # a and bias in z's precision already
-            z[r, i] = x + bias[i] if biased else x  # (x + 0 would turn -0 into 0)
-
-
-def _bias_step(bias, probs, symbols, rate, grad):
-    rows, v = probs.shape
+def _softmax_row(z, top, table, never, scale, index, terms):
+    """One contiguous row, its largest value ``top`` given: the grid points (a loop the
+    compiler vectorizes), the table's terms and their sum in int64 (integers below 2**53:
+    the float64 sum's value), the scale."""
+    v = len(z)
     for i in range(v):
-        g = np.float64(probs[0, i])
-        for r in range(1, rows):
-            g = g + np.float64(probs[r, i])
-        grad[i] = g
+        x = z[i] - top  # in z's precision, as numpy's subtraction
+        index[i] = np.int32(np.rint(min(max(x * -SOFTMAX_STEP, 0.0), SOFTMAX_SPAN)))
+    total = 0
+    for i in range(v):
+        t = 0.0 if never[i] else table[index[i]]
+        terms[i] = t
+        total += np.int64(t)
+    factor = scale / np.float64(total)
+    for i in range(v):
+        z[i] = terms[i] * factor  # rounded once into z's precision
+
+
+def _expectation_row(probs, values):
+    acc = 0  # integer products below 2**52, summed in int64: the float64 sum's value
+    for i in range(len(probs)):
+        p = np.int64(np.rint(np.float64(probs[i]) * P_ONE))
+        x = min(max(np.float64(values[i]), -VALUE_LIMIT), VALUE_LIMIT)
+        acc += p * np.int64(np.rint(x * V_ONE))
+    return np.float64(acc) / (P_ONE * V_ONE)
+
+
+def _mix_row(z, llm, a, bias, biased):
+    for i in range(len(z)):
+        x = llm[i] * a  # a and bias in z's precision already
+        z[i] = x + bias[i] if biased else x  # (x + 0 would turn -0 into 0)
+
+
+def _sum_row(grad, probs, first):
+    """grad = probs (first), else grad + probs, in float64: the rows' sum, first to last."""
+    for i in range(len(grad)):
+        grad[i] = np.float64(probs[i]) if first else grad[i] + np.float64(probs[i])
+
+
+def _bias_update(bias, grad, symbols, rate):
     for s in symbols:
         grad[s] -= 1.0
-    for i in range(v):
+    for i in range(len(bias)):
         bias[i] -= rate * grad[i]
 
 
-def _blend(out, p, keep, weights, share):
-    rows, v = weights.shape
-    for r in range(rows):
-        for i in range(v):
-            out[r, i] = p[r, i] * keep[r] + weights[r, i] * share[r]  # float64, then out's
+def _blend_row(out, p, keep, weights, share):
+    for i in range(len(weights)):
+        out[i] = p[i] * keep + weights[i] * share  # float64, then out's
 
 
-_kernels = jit.Kernels(globals(), (), ("_softmax", "_expectation", "_mix", "_bias_step",
-                                       "_blend"))
+_kernels = jit.Kernels(globals(), (), ("_softmax", "_softmax_row", "_expectation_row",
+                                       "_mix_row", "_sum_row", "_bias_update", "_blend_row"))
+
+
+def _rows(a: np.ndarray):
+    """The rows of a 2-D array as contiguous 1-D arrays (views where they are), which the
+    compiled loops vectorize: a row of the predictor's (V + 1)-wide rows cut to V is one."""
+    return [row if row.flags.c_contiguous else np.ascontiguousarray(row) for row in a]
 
 
 def softmax(z: np.ndarray, never=None, scale=1.0) -> np.ndarray:
-    """arith.softmax of the rows of ``z`` (a C-contiguous float32 or float64 view whose
-    rows may be part of wider ones), in place."""
+    """arith.softmax of the rows of ``z`` (a float32 or float64 view whose rows are
+    contiguous, as the predictor's (V + 1)-wide rows cut to V are), in place."""
     rows, v = z.shape
     mask = np.zeros(v, np.bool_)
     if never is not None:
         mask[never] = True
     scales = np.ascontiguousarray(np.broadcast_to(np.asarray(scale, np.float64), (rows,)))
-    _kernels["_softmax"](z, terms_table(exp_bits(v)), mask, scales, np.empty(v))
+    table, terms = terms_table(exp_bits(v)), np.empty(v)
+    index = np.empty(v, np.int32)
+    for r in range(rows):
+        row = z[r]
+        top = row.max() if v else row.dtype.type(0)
+        if row.flags.c_contiguous and np.isfinite(top):
+            _kernels["_softmax_row"](row, top, table, mask, scales[r], index, terms)
+        else:
+            _kernels["_softmax"](z[r:r + 1], table, mask, scales[r:r + 1], terms)
     return z
 
 
 def expectation(probs: np.ndarray, values: np.ndarray) -> np.ndarray:
     """arith.expectation: sum_v probs[s, v] * values[s, v] per row, in integers."""
-    out = np.empty(probs.shape[0])
-    _kernels["_expectation"](probs, values, out)
-    return out
+    return np.array([_kernels["_expectation_row"](p, x)
+                     for p, x in zip(_rows(probs), _rows(values))], dtype=np.float64)
 
 
 def mix(z: np.ndarray, llm: np.ndarray, a: np.ndarray, bias) -> np.ndarray:
     """z = a (per row) * llm + bias, each operand in z's precision first (Mixer.mix)."""
     b = np.zeros(1, z.dtype) if bias is None else bias.astype(z.dtype)
-    _kernels["_mix"](z, llm, a.astype(z.dtype), b, bias is not None)
+    a = a.astype(z.dtype)
+    for r, (row, logits) in enumerate(zip(z, _rows(llm))):
+        out = row if row.flags.c_contiguous else np.empty_like(row)
+        _kernels["_mix_row"](out, logits, a[r], b, bias is not None)
+        if out is not row:
+            row[:] = out
     return z
 
 
 def bias_step(bias: np.ndarray, probs: np.ndarray, symbols: np.ndarray, rate: float):
     """BiasHead.learn: bias -= rate * (the rows' sum - the coded symbols' one-hots)."""
-    _kernels["_bias_step"](bias, probs, np.asarray(symbols, np.int64), float(rate),
-                           np.empty(bias.shape[0]))
+    grad = np.empty(bias.shape[0]) if len(probs) else np.zeros(bias.shape[0])
+    for r, row in enumerate(_rows(probs)):
+        _kernels["_sum_row"](grad, row, r == 0)
+    _kernels["_bias_update"](bias, grad, np.asarray(symbols, np.int64), float(rate))
 
 
 def blend(out: np.ndarray, p: np.ndarray, keep: np.ndarray, weights: np.ndarray,
           share: np.ndarray) -> np.ndarray:
     """out[:, :V] = p[:, :V] * keep[:, None] + weights * share[:, None] (float64, then
     out's precision): the neural cache's mixture."""
-    _kernels["_blend"](out, p, keep, weights, share)
+    v = weights.shape[1]
+    for r in range(len(weights)):
+        row = out[r, :v]
+        target = row if row.flags.c_contiguous else np.empty_like(row)
+        source = p[r, :v]
+        _kernels["_blend_row"](target, source if source.flags.c_contiguous else
+                               np.ascontiguousarray(source), keep[r], weights[r], share[r])
+        if target is not row:
+            row[:] = target
     return out
