@@ -160,7 +160,7 @@ def test_ensemble_memory_is_bounded_by_its_tables_and_history():
                                                  p.mixer.w)) + p.cache.nbytes())
     assert sizes[0] == sizes[1]  # nothing grew while coding
     assert p.cache.filled == 256  # the ring is full and wrapped many times
-    tables = (1 << 12) * (4 + 8 * 4) + (1 << 18) * 8 + v * 8 + 256 * (4 * PROJECTED + 16)
+    tables = (1 << 12) * (4 + 8 * 4) + (1 << 18) * 8 + v * 8 + 256 * (PROJECTED + 16)
     assert sizes[1] <= tables + 4 * streams * (steps + 1) + p.mixer.w.nbytes
 
 
@@ -182,11 +182,53 @@ def test_the_neural_cache_recalls_what_followed_similar_states_exactly():
         return cache
 
     a, b = filled(range(40)), filled(rng.permutation(40))
-    lam, weights, total = a.predict(states[:6])
-    _, weights_b, total_b = b.predict(states[:6])
-    assert np.array_equal(weights, weights_b) and np.array_equal(total, total_b)
+    lam, recall, total = a.predict(states[:6])
+    weights = recall.dense(6)
+    _, recall_b, total_b = b.predict(states[:6])
+    assert np.array_equal(weights, recall_b.dense(6)) and np.array_equal(total, total_b)
     for i in range(6):
         _, alone, _ = a.predict(states[i:i + 1])
-        assert np.array_equal(alone[0], weights[i])
+        assert np.array_equal(alone.dense(1)[0], weights[i])
         assert np.argmax(weights[i]) == tokens[i]  # its own state is the most similar
     assert np.all(weights.sum(axis=1) == total) and np.all(lam >= 0) and np.all(lam < 0.8)
+
+
+@pytest.mark.parametrize("dim", [24, 576])
+def test_the_neural_caches_compiled_similarities_are_numpys(dim, monkeypatch):
+    """NeuralCache.predict with the compiled pass (fused.similar) and with numpy's
+    operations: the same weights, totals, lambdas and buckets, bit for bit, over a ring
+    that wrapped, entries of length 0 and states that repeat (cosines of 1)."""
+    from nacrith_codec.predictions import fused
+    from nacrith_codec.predictions.cache import NeuralCache
+    rng = np.random.default_rng(7)
+    states = rng.normal(size=(300, dim)).astype(np.float32)
+    states[::7] = states[3]
+    states[5] = 0.0
+    tokens = rng.integers(0, 500, size=300)
+    runs = {}
+    for compiled in (True, False):
+        monkeypatch.setattr(fused, "available", lambda: compiled)
+        cache, seen = NeuralCache(128, dim, 50, 500), []
+        for t in range(0, 300, 4):
+            lam, recall, total = cache.predict(states[t:t + 4])
+            seen.append((lam, recall.rows, recall.tokens, recall.weights, total, cache._bucket))
+            cache.learn(np.full(4, 0.01), total > 0, total > 0)
+            cache.add(np.arange(4), tokens[t:t + 4])
+        runs[compiled] = seen
+    assert any(len(step[1]) for step in runs[True])
+    for a, b in zip(runs[True], runs[False]):
+        assert all(x.dtype == y.dtype and x.tobytes() == y.tobytes() for x, y in zip(a, b))
+    # and the pass's own numbers, before the grid of e**x rounds them: numpy's cosines
+    keys = rng.integers(-127, 128, size=(200, 128)).astype(np.int8)
+    keys[7] = 0
+    q = np.r_[keys[:3], rng.integers(-127, 128, size=(2, 128))].astype(np.float32)
+    lengths = np.sqrt(np.einsum("rd,rd->r", *(2 * [keys.astype(np.float64)])))
+    length = np.sqrt(np.einsum("rd,rd->r", q, q).astype(np.float64))
+    dots = (q @ keys.T.astype(np.float32)).astype(np.float64)
+    scale = length[:, None] * lengths[None, :]
+    cos = dots / np.where(scale > 0, scale, 1.0)
+    x = (cos - 1.0) * 50.0
+    best, rows, entries, xs = fused.similar(q, length, keys, lengths, 50.0, -3.0)
+    assert best.tobytes() == cos.max(axis=1).tobytes()
+    assert [rows.tolist(), entries.tolist()] == [a.tolist() for a in np.nonzero(x > -3.0)]
+    assert xs.tobytes() == x[x > -3.0].tobytes()

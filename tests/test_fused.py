@@ -67,16 +67,32 @@ def test_the_mixer_and_the_bias_head_learn_as_the_references(dtype, monkeypatch)
 
 
 def test_the_cache_blend_is_the_reference():
+    """The predictor's mixture with the cache's sparse weights (the compiled or numpy
+    scaling, then the tokens with a weight) against the dense formula it replaces."""
+    from nacrith_codec.predictions.cache import Recall
     rng = np.random.default_rng(4)
     for dtype in (np.float32, np.float64):
-        p = np.abs(_rows(rng, dtype))
+        p = np.zeros((4, V + 1), dtype)
+        p[:, :V] = np.abs(_rows(rng, dtype))
         weights = np.floor(rng.uniform(0, 2.0 ** 30, size=(4, V))) * (rng.uniform(size=(4, V)) < 0.01)
+        weights[0, 7] = 0.0  # an entry whose terms rounded to 0
         keep, share = 1.0 - rng.uniform(0, 0.8, size=4), rng.uniform(0, 1e-9, size=4)
         ref = np.zeros((4, V + 1), dtype)
-        ref[:, :V] = p * keep[:, None] + weights * share[:, None]
-        got = np.zeros((4, V + 1), dtype)
-        fused.blend(got, p, keep, weights, share)
-        assert _same(ref, got)
+        ref[:, :V] = p[:, :V] * keep[:, None] + weights * share[:, None]
+        rows, tokens = np.nonzero(weights)
+        rows, tokens = np.r_[0, rows], np.r_[7, tokens]
+        recall = Recall(rows, tokens, weights[rows, tokens], V)
+        assert np.array_equal(recall.dense(4), weights)
+        assert np.array_equal(recall.at(np.array([7, tokens[-1], 0, 1])),
+                              weights[np.arange(4), [7, tokens[-1], 0, 1]])
+        for compiled in (True, False):
+            got = np.zeros((4, V + 1), dtype)
+            if compiled:
+                fused.scaled(got, p, keep, V)
+            else:
+                got[:, :V] = p[:, :V] * keep[:, None]
+            got[rows, tokens] = p[rows, tokens] * keep[rows] + recall.weights * share[rows]
+            assert _same(ref, got)
 
 
 def test_a_stream_is_the_same_with_and_without_the_compiled_passes(english, monkeypatch):

@@ -78,9 +78,9 @@ def needed(config, n_vocab: int, kv_bytes_per_token: int, score_bytes: int = 0,
         tables += (1 << c.ngram_bits) * (4 + 8 * SLOTS) if c.ngram_order else 0
         tables += (1 << MATCH_BITS) * 8 if c.match_min else 0  # int64 entries
         tables += 4 * n_vocab * 8  # bias head, mixer
-    if c.cache_size:  # entries (float32 keys, length, token), a step's similarities, weights
-        tables += c.cache_size * (4 * PROJECTED + 16 + 48 * c.streams) + 8 * n_embd * c.streams
-        tables += 2 * c.streams * n_vocab * 8 + c.streams * (n_vocab + 1) * c.float_bits // 8
+    if c.cache_size:  # entries (8-bit keys, length, token), a step's similarities, weights
+        tables += c.cache_size * (PROJECTED + 16 + 48 * c.streams) + 8 * n_embd * c.streams
+        tables += c.streams * c.cache_size * 24 + c.streams * (n_vocab + 1) * c.float_bits // 8
     block = 16 * c.block_size  # the record, its parts, the output, the symbols' history
     return engine + vocab + tables + block
 

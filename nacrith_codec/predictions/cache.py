@@ -28,11 +28,12 @@ over entries that are sums of integers.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
 
-from . import arith
+from . import arith, fused
 from ..numerics.blas import one_blas_thread
 
 LAMBDAS = np.arange(17) / 20.0  # 0 .. 0.8: the cache weights the mixture averages over
@@ -73,12 +74,38 @@ def quantized(hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return p.astype(np.float32), np.sqrt(np.einsum("rd,rd->r", p, p))  # sums of integers
 
 
+@dataclasses.dataclass(frozen=True)
+class Recall:
+    """A step's cache distributions, sparse: ``weights[k]`` (an integer, as float64) for
+    token ``tokens[k]`` of row ``rows[k]``, one entry for each (row, token) the cache
+    holds anything for, in row then token order; every other token's weight is 0."""
+
+    rows: np.ndarray
+    tokens: np.ndarray
+    weights: np.ndarray
+    n_vocab: int
+
+    def dense(self, n_rows: int) -> np.ndarray:
+        """The weights as (n_rows, V)."""
+        out = np.zeros((n_rows, self.n_vocab))
+        out[self.rows, self.tokens] = self.weights
+        return out
+
+    def at(self, symbols: np.ndarray) -> np.ndarray:
+        """The weight of ``symbols[r]`` in row r, for each row."""
+        keys = self.rows * self.n_vocab + self.tokens  # ascending
+        wanted = np.arange(len(symbols)) * self.n_vocab + symbols
+        i = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
+        found = (keys[i] == wanted) if len(keys) else np.zeros(len(symbols), bool)
+        return np.where(found, self.weights[i] if len(keys) else 0.0, 0.0)
+
+
 class NeuralCache:
     def __init__(self, size: int, dim: int, theta: int, n_vocab: int):
         if dim > MAX_DIM:
             raise ValueError(f"the neural cache takes hidden states of up to {MAX_DIM} values")
         self.size, self.theta, self.n_vocab = size, float(theta), n_vocab
-        self.keys = np.zeros((size, PROJECTED), dtype=np.float32)
+        self.keys = np.zeros((size, PROJECTED), dtype=np.int8)
         self.lengths = np.zeros(size, dtype=np.float64)
         self.tokens = np.zeros(size, dtype=np.int64)
         self.filled = self.next = 0
@@ -89,28 +116,36 @@ class NeuralCache:
         return self.keys.nbytes + self.lengths.nbytes + self.tokens.nbytes
 
     def predict(self, hidden: np.ndarray):
-        """(lambda per row, the rows' cache distributions as integer weights (rows, V),
+        """(lambda per row, the rows' cache distributions as integer weights (a Recall),
         their totals); a row with nothing similar enough in the cache gets lambda 0."""
         rows, n = len(hidden), self.filled
         q, length = quantized(hidden)
         self._q, self._length = q, length
         if n == 0:
             self._bucket = np.zeros(rows, dtype=np.int64)
-            return np.zeros(rows), np.zeros((rows, self.n_vocab)), np.zeros(rows)
-        with one_blas_thread():
-            dots = (q @ self.keys[:n].T).astype(np.float64)  # integers below 2**24
-        scale = length[:, None] * self.lengths[None, :n]
-        cos = dots / np.where(scale > 0, scale, 1.0)
-        self._bucket = np.searchsorted(EDGES, cos.max(axis=1), side="right")
-        x = (cos - 1.0) * self.theta
-        row, entry = np.nonzero(x > arith.EXP_MIN)  # the others' terms are 0
-        terms = arith.exp_terms(x[row, entry], self._bits)
-        flat = row * self.n_vocab + self.tokens[entry]
+            none = np.zeros(0, dtype=np.int64)
+            return np.zeros(rows), Recall(none, none, np.zeros(0), self.n_vocab), np.zeros(rows)
+        if fused.available():  # the same numbers in one compiled pass
+            best, row, entry, x = fused.similar(q, length, self.keys[:n], self.lengths[:n],
+                                                self.theta, arith.EXP_MIN)
+        else:
+            with one_blas_thread():  # integers below 2**24: exact
+                dots = (q @ self.keys[:n].T.astype(np.float32)).astype(np.float64)
+            scale = length[:, None] * self.lengths[None, :n]
+            cos = dots / np.where(scale > 0, scale, 1.0)
+            best = cos.max(axis=1)
+            x = (cos - 1.0) * self.theta
+            row, entry = np.nonzero(x > arith.EXP_MIN)  # the others' terms are 0
+            x = x[row, entry]
+        self._bucket = np.searchsorted(EDGES, best, side="right")
+        terms = arith.exp_terms(x, self._bits)
+        keys, where = np.unique(row * self.n_vocab + self.tokens[entry], return_inverse=True)
         # integers below 2**53, exact in any order (bincount of nothing is int64: astype)
-        weights = np.bincount(flat, terms, rows * self.n_vocab).astype(np.float64, copy=False)
+        weights = np.bincount(where.ravel(), terms, len(keys)).astype(np.float64, copy=False)
         total = np.bincount(row, terms, rows).astype(np.float64, copy=False)
         lam = arith.weighted(self.posterior[self._bucket][:, None, :], LAMBDAS[None, :])[:, 0]
-        return np.where(total > 0, lam, 0.0), weights.reshape(rows, self.n_vocab), total
+        recall = Recall(keys // self.n_vocab, keys % self.n_vocab, weights, self.n_vocab)
+        return np.where(total > 0, lam, 0.0), recall, total
 
     def learn(self, p_ensemble: np.ndarray, p_cache: np.ndarray, known: np.ndarray):
         """Update each row's bucket posterior with the coded symbol's probability under

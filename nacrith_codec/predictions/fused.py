@@ -16,7 +16,10 @@ partial sum is an integer below 2**53):
 - ``mix``: Mixer.mix's ``a[set] * llm + bias`` in the rows' precision;
 - ``bias_step``: BiasHead.learn (the rows' sum added first to last, the coded symbols'
   ones taken off in order, the step);
-- ``blend``: the neural cache's mixture, ``p * (1 - lambda) + weights * share``.
+- ``similar``: the neural cache's cosines of a step's rows and its entries, and the
+  entries close enough to weigh;
+- ``scaled``: the neural cache's mixture ``p * (1 - lambda) + weight * share`` for the
+  tokens the cache has no weight for, ``p * (1 - lambda)``.
 """
 
 from __future__ import annotations
@@ -100,13 +103,46 @@ def _bias_update(bias, grad, symbols, rate):
         bias[i] -= rate * grad[i]
 
 
-def _blend_row(out, p, keep, weights, share):
-    for i in range(len(weights)):
-        out[i] = p[i] * keep + weights[i] * share  # float64, then out's
+def _scaled_row(out, p, keep):
+    for i in range(len(out)):
+        out[i] = p[i] * keep  # float64, then out's
+
+
+def _similar(q, length, keys, lengths, theta, least, best, rows, entries, xs, dots, cos):
+    """The neural cache's similarities: each row's best cosine, and (row, entry, x) for
+    x = (cosine - 1) * theta above ``least``, row by row; the count.  The dot products
+    are integers (8-bit by 8-bit over 128 values, exact in int32), each entry's keys read
+    once for every row; then each row's cosines in loops the compiler vectorizes."""
+    n_rows, d = q.shape
+    n = len(lengths)
+    for j in range(n):
+        key = keys[j]
+        for r in range(n_rows):
+            dot = 0
+            for k in range(d):
+                dot += np.int32(q[r, k]) * np.int32(key[k])
+            dots[r, j] = dot
+    found = 0
+    for r in range(n_rows):
+        lr, c, dr = length[r], cos[r], dots[r]
+        for j in range(n):
+            scale = lr * lengths[j]
+            c[j] = np.float64(dr[j]) / (scale if scale > 0 else 1.0)
+        top = -np.inf
+        for j in range(n):
+            top = max(top, c[j])
+        best[r] = top
+        for j in range(n):
+            x = (c[j] - 1.0) * theta
+            if x > least:
+                rows[found], entries[found], xs[found] = r, j, x
+                found += 1
+    return found
 
 
 _kernels = jit.Kernels(globals(), (), ("_softmax", "_softmax_row", "_expectation_row",
-                                       "_mix_row", "_sum_row", "_bias_update", "_blend_row"))
+                                       "_mix_row", "_sum_row", "_bias_update", "_scaled_row",
+                                       "_similar"))
 
 
 def _rows(a: np.ndarray):
@@ -161,17 +197,28 @@ def bias_step(bias: np.ndarray, probs: np.ndarray, symbols: np.ndarray, rate: fl
     _kernels["_bias_update"](bias, grad, np.asarray(symbols, np.int64), float(rate))
 
 
-def blend(out: np.ndarray, p: np.ndarray, keep: np.ndarray, weights: np.ndarray,
-          share: np.ndarray) -> np.ndarray:
-    """out[:, :V] = p[:, :V] * keep[:, None] + weights * share[:, None] (float64, then
-    out's precision): the neural cache's mixture."""
-    v = weights.shape[1]
-    for r in range(len(weights)):
-        row = out[r, :v]
+def similar(q: np.ndarray, length: np.ndarray, keys: np.ndarray, lengths: np.ndarray,
+            theta: float, least: float):
+    """The neural cache's (best cosine per row, rows, entries, x) for rows of integers
+    ``q`` (float32) against int8 ``keys`` (NeuralCache.predict's numpy operations)."""
+    n = len(q) * len(keys)
+    rows, entries, xs = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n)
+    best = np.empty(len(q))
+    found = _kernels["_similar"](np.ascontiguousarray(q, np.int8), length, keys, lengths,
+                                 float(theta), float(least), best, rows, entries, xs,
+                                 np.empty((len(q), len(keys)), np.int32),
+                                 np.empty((len(q), len(keys))))
+    return best, rows[:found], entries[:found], xs[:found]
+
+
+def scaled(out: np.ndarray, p: np.ndarray, keep: np.ndarray, v: int) -> np.ndarray:
+    """out[:, :v] = p[:, :v] * keep[:, None] (float64, then out's precision): the neural
+    cache's mixture for the tokens it has no weight for."""
+    for r in range(len(keep)):
+        row, source = out[r, :v], p[r, :v]
         target = row if row.flags.c_contiguous else np.empty_like(row)
-        source = p[r, :v]
-        _kernels["_blend_row"](target, source if source.flags.c_contiguous else
-                               np.ascontiguousarray(source), keep[r], weights[r], share[r])
+        _kernels["_scaled_row"](target, source if source.flags.c_contiguous else
+                                np.ascontiguousarray(source), keep[r])
         if target is not row:
             row[:] = target
     return out

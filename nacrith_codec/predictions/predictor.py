@@ -205,28 +205,32 @@ class Predictor:
 
     def _recalled(self, p: np.ndarray, hidden) -> np.ndarray:
         """The rows ``p`` mixed with the neural cache's distributions (cache.py): the
-        tokens' share (1 - lambda), the cache's lambda of what the escape leaves."""
+        tokens' share (1 - lambda), the cache's lambda of what the escape leaves.  Each
+        token's probability is ``p * (1 - lambda) + weight * share`` in float64, then the
+        rows' precision; most tokens have no weight, and theirs is ``p * (1 - lambda)``."""
         v = self.n_vocab
-        lam, weights, total = self.cache.predict(hidden)
-        self._recall = weights, total
+        lam, recall, total = self.cache.predict(hidden)
+        self._recall = recall, total
         share = np.divide(lam * (1.0 - ESCAPE_PROBABILITY), total,
                           out=np.zeros_like(lam), where=total > 0)
-        out = self._cache_buf[:len(p)]
+        out, keep = self._cache_buf[:len(p)], 1.0 - lam
         if self._fused:
-            fused.blend(out, p, 1.0 - lam, weights, share)
+            fused.scaled(out, p, keep, v)
         else:
-            out[:, :v] = p[:, :v] * (1.0 - lam)[:, None] + weights * share[:, None]
+            out[:, :v] = p[:, :v] * keep[:, None]
+        r, t = recall.rows, recall.tokens
+        out[r, t] = p[r, t] * keep[r] + recall.weights * share[r]
         out[:, v] = p[:, v]
         return out
 
     def _remember(self, symbols: np.ndarray):
         """The neural cache learns how far to trust itself from the model rows' symbols,
         then keeps their hidden states (those of escaped bytes teach nothing)."""
-        weights, total = self._recall
+        recall, total = self._recall
         rows, v = np.arange(len(self._model_rows)), self.n_vocab
         ok = symbols < v
         s = np.where(ok, symbols, 0)
-        p_cache = np.divide(weights[rows, s], total, out=np.zeros_like(total), where=total > 0)
+        p_cache = np.divide(recall.at(s), total, out=np.zeros_like(total), where=total > 0)
         p_model = self._model_p[rows, s].astype(np.float64)
         self.cache.learn(p_model, p_cache, ok & (total > 0))
         self.cache.add(rows[ok], symbols[ok])
