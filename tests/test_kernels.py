@@ -44,6 +44,9 @@ def test_kernels_give_the_numpy_operations_bits(seed):
     assert np.array_equal(kernels.split_rows(q), split)
     got = kernels.join_scaled(raw, offset, xs, scale)
     assert got.view(np.uint64).tolist() == out.view(np.uint64).tolist()
+    # the output layer's logits, rounded once into float32 as astype rounds them
+    rounded = kernels.join_scaled(raw, offset, xs, scale, np.float32)
+    assert rounded.dtype == np.float32 and rounded.tobytes() == out.astype(np.float32).tobytes()
 
 
 def test_gemmas_float64_norm_gives_the_references_bits():

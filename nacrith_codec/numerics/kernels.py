@@ -302,10 +302,11 @@ def split_rows(q: np.ndarray) -> np.ndarray:
 
 
 def join_scaled(raw: np.ndarray, offset: np.ndarray, xs: np.ndarray,
-                scale: np.ndarray) -> np.ndarray:
+                scale: np.ndarray, dtype=np.float64) -> np.ndarray:
     """(M, N) float64: the int32 product ``raw`` (2M, N) of split rows, less ``offset`` (N,)
-    per column, joined (high * 128 + low) and scaled by ``xs`` (M,) and ``scale`` (N,)."""
-    out = np.empty((raw.shape[0] // 2, raw.shape[1]), np.float64)
+    per column, joined (high * 128 + low) and scaled by ``xs`` (M,) and ``scale`` (N,);
+    with ``dtype`` float32, each float64 value rounded once into it (as ``astype``)."""
+    out = np.empty((raw.shape[0] // 2, raw.shape[1]), dtype)
     _kernels["_join_scaled"](np.ascontiguousarray(raw), offset,
                                np.ascontiguousarray(xs, np.float64),
                                np.ascontiguousarray(scale, np.float64), out)

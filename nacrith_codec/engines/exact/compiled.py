@@ -37,10 +37,10 @@ class Linear:
         self.int8 = int8.Int8Matrix(q, graph_file)
         self._run, self._offset = self.int8.run, self.int8.offset
 
-    def __call__(self, xq: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    def __call__(self, xq: np.ndarray, xs: np.ndarray, dtype=np.float64) -> np.ndarray:
         """The product of an operand (uint8 rows, or float32 integer rows split here)."""
         raw = self._run(xq if xq.dtype == np.uint8 else kernels.split_rows(xq))
-        return kernels.join_scaled(raw, self._offset, xs, self.scale)
+        return kernels.join_scaled(raw, self._offset, xs, self.scale, dtype)
 
 
 class Compiled(Reference):

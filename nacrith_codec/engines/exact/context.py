@@ -171,9 +171,9 @@ class Context(StreamTokens):
         xq, xs = rms_quantized(x[device.put(last)], net.final_norm, s.eps)
         hidden = device.get(xq * xs[:, None])
         if len(last) <= OUTPUT_ROWS:
-            return device.get(net.output(xq, xs).astype(np.float32)), hidden
+            return device.get(net.output(xq, xs, np.float32)), hidden
         logits = np.empty((len(last), s.vocab), dtype=np.float32)
         for lo in range(0, len(last), OUTPUT_ROWS):  # rows are independent: bounded memory
             part = slice(lo, lo + OUTPUT_ROWS)
-            logits[part] = device.get(net.output(xq[part], xs[part]).astype(np.float32))
+            logits[part] = device.get(net.output(xq[part], xs[part], np.float32))
         return logits, hidden

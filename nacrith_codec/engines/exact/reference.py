@@ -87,10 +87,11 @@ class Linear:
         self.scale = scale  # (N,) float64
         exact_inputs(q.shape[0], WEIGHT_LEVELS)
 
-    def __call__(self, xq: np.ndarray, xs: np.ndarray) -> np.ndarray:
-        """The product of integer rows ``xq`` (float32) scaled by ``xs`` per row."""
+    def __call__(self, xq: np.ndarray, xs: np.ndarray, dtype=np.float64) -> np.ndarray:
+        """The product of integer rows ``xq`` (float32) scaled by ``xs`` per row, float64
+        (or rounded once into ``dtype``)."""
         acc = joined(product(halves(xq, 0), self.q), 0)
-        return (acc * xs[:, None]) * self.scale[None, :]
+        return ((acc * xs[:, None]) * self.scale[None, :]).astype(dtype, copy=False)
 
 
 def rope(x: np.ndarray, c: np.ndarray, s: np.ndarray, neox: bool = False) -> np.ndarray:
