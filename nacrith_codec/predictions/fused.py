@@ -12,7 +12,7 @@ reordered, rather than in float64, whose additions may not (the same values: eve
 partial sum is an integer below 2**53):
 
 - ``softmax``: arith.softmax (the table's terms, their exact integer sum, the scale);
-- ``expectation``: arith.expectation (integer products summed exactly in float64);
+- ``expectation``: arith.expectation (integer products, summed exactly);
 - ``mix``: Mixer.mix's ``a[set] * llm + bias`` in the rows' precision;
 - ``bias_step``: BiasHead.learn (the rows' sum added first to last, the coded symbols'
   ones taken off in order, the step);
