@@ -93,18 +93,23 @@ def _quantized_split(y, out, i, m):
     return top / ACT_LEVELS, ok
 
 
+def _inverse_rms(x, eps):
+    """reference.inverse_rms of one row: 1 / RMS from the integer sums of its squares."""
+    top = _top(x)
+    mul = NORM_LEVELS / top
+    sums = 0.0  # integers below 2**53: exact in any order
+    for v in x:
+        q = np.rint(v * mul)
+        sums += q * q
+    unit = top / NORM_LEVELS
+    return 1.0 / np.sqrt((sums * (unit * unit)) / len(x) + eps)
+
+
 def _norm_split(x, gain, eps, out, xs, row):
     m, k = x.shape
     ok = True
     for i in range(m):
-        top = _top(x[i])
-        mul = NORM_LEVELS / top
-        sums = 0.0  # integers below 2**53: exact in any order
-        for j in range(k):
-            v = np.rint(x[i, j] * mul)
-            sums += v * v
-        unit = top / NORM_LEVELS
-        inv = 1.0 / np.sqrt((sums * (unit * unit)) / k + eps)
+        inv = _inverse_rms(x[i], eps)
         for j in range(k):
             row[j] = x[i, j] * np.float64(gain[j])
         scale, good = _quantized_split(row, out, i, m)
@@ -116,14 +121,7 @@ def _norm_split(x, gain, eps, out, xs, row):
 def _normed(x, gain, eps, out):
     m, k = x.shape
     for i in range(m):
-        top = _top(x[i])
-        mul = NORM_LEVELS / top
-        sums = 0.0  # integers below 2**53: exact in any order
-        for j in range(k):
-            v = np.rint(x[i, j] * mul)
-            sums += v * v
-        unit = top / NORM_LEVELS
-        inv = 1.0 / np.sqrt((sums * (unit * unit)) / k + eps)
+        inv = _inverse_rms(x[i], eps)
         for j in range(k):
             out[i, j] = (x[i, j] * inv) * np.float64(gain[j])
 
@@ -278,7 +276,8 @@ def _rope_store(q, k, v, c, sn, neox, keys, kscale, values, vscale, seq, slot, r
             vscale[s, g, t] = top / CACHE_LEVELS
 
 
-_HELPERS = ("_split_into", "_top", "_mixture", "_quantized_split", "_exp2", "_sigmoid")
+_HELPERS = ("_split_into", "_top", "_inverse_rms", "_mixture", "_quantized_split", "_exp2",
+            "_sigmoid")
 _KERNELS = ("_split_rows", "_join_scaled", "_norm_split", "_normed", "_quantize_split",
             "_gated_split", "_rope_store", "_attend")
 
